@@ -18,7 +18,7 @@ allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
-def _hub_if_exists() -> Any:
+def hub_if_exists() -> Any:
     # Private in gevent, but the only way to ask "is there a hub here?" without creating one.
     from gevent._hub_local import get_hub_if_exists
 
@@ -30,7 +30,7 @@ def wait_real_lock(lock: Any, timeout: float | None) -> bool:
 
     From the hub (or a thread without a hub) there is nothing else to run, so block the thread.
     """
-    hub = _hub_if_exists()
+    hub = hub_if_exists()
     if hub is None or gevent.getcurrent() is hub:
         return bool(lock.acquire(True, -1 if timeout is None else timeout))
     deadline = None if timeout is None else time.monotonic() + timeout
