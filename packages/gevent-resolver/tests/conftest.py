@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IResolutionReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gevent_deferred import IHubReactor
 from gevent_resolver.testing import LoopbackDNSServer
 
 WAIT = 10.0  # seconds any single step may take before the test fails instead of hanging
@@ -47,7 +48,12 @@ def _build(kind: str) -> Any:
 
         return AsyncioSelectorReactor(asyncio.new_event_loop())
     if kind == "gevent":
-        return _gevent_reactor_class()()
+        cls = _gevent_reactor_class()
+        if not IHubReactor.implementedBy(cls):
+            # Until GeventReactor declares IHubReactor itself, a subclass declares it, so the
+            # in-loop path is what these tests exercise on it.
+            cls = implementer(IHubReactor)(type("HubGeventReactor", (cls,), {}))
+        return cls()
     raise ValueError(kind)
 
 

@@ -115,14 +115,28 @@ class Backends:
         here = _hub_if_exists()
         for hub, resolver in owned:
             if hub is here:
-                resolver.close()
+                _close(resolver)
                 continue
             try:
                 # Thread-safe and wakes that loop; c-ares must be torn down by its own loop.
-                hub.loop.run_callback_threadsafe(resolver.close)
+                hub.loop.run_callback_threadsafe(_close, resolver)
             except Exception:
                 # That loop is already gone, and the channel with it.
                 pass
+
+
+# Closed c-ares resolvers (and their destroyed channels) on gevent's libuv loop, kept forever:
+# with gevent 26.9, freeing them crashes the process a little later ("double free", a segfault,
+# or "ffi.from_handle() ... garbage" when the loop walks its handles). Measured: keeping only the
+# fork watcher stops the double free but not the exit-time crash; keeping both stops both. Each
+# costs well under a KiB, and only resolvers this package built and closed land here.
+_kept_on_libuv: list[tuple[Any, Any]] = []
+
+
+def _close(resolver: Any) -> None:
+    if type(resolver.hub.loop).__module__.startswith("gevent.libuv"):
+        _kept_on_libuv.append((resolver, getattr(resolver, "cares", None)))
+    resolver.close()
 
 
 def _hub_if_exists() -> Any:
