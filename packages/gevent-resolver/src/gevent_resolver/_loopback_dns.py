@@ -6,6 +6,7 @@ under test may use any reactor, or none, in the calling thread.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -129,6 +130,7 @@ class LoopbackDNSServer:
         for _attempt in range(20):
             udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
             port = udp.getHost().port
+            _grow_receive_buffer(udp.socket)
             try:
                 reactor.listenTCP(port, factory, interface="127.0.0.1")
             except Exception:
@@ -171,6 +173,20 @@ class LoopbackDNSServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    # A burst of questions (c-ares sends 2,000 at once for 1,000 lookups) overflows the default
+    # buffer (~200 datagrams) and the kernel drops the rest: the resolver under test would wait
+    # for retries that measure the server's buffer, not the resolver.
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, 8 * 1024 * 1024)
+            return
+        except OSError:
+            continue
 
 
 def _make_reactor() -> Any:
