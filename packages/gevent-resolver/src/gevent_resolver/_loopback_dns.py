@@ -91,8 +91,7 @@ class LoopbackDNSServer:
     ``records`` maps names relative to the zone to ``(type, value)`` pairs (A, AAAA, CNAME whose
     value is relative to the zone); any other name in the zone is NXDOMAIN; ``silent`` names are
     never answered. ``queries`` counts the questions received per absolute name.
-    Use as a context manager or call ``start()``/``stop()``. Blocks the calling thread while the
-    server thread starts or stops (at most ``timeout`` seconds). Callable from any thread.
+    Use as a context manager or call ``start()``/``stop()``.
     """
 
     zone = ZONE
@@ -110,17 +109,21 @@ class LoopbackDNSServer:
         self._done: Any = None
 
     def name(self, relative: str) -> str:
-        """The absolute name of ``relative`` in the zone."""
+        """The absolute name of ``relative`` in the zone. Never blocks."""
         return f"{relative}.{ZONE}"
 
     def ares_options(self) -> dict[str, Any]:
-        """Options for gevent's c-ares resolver that point it at this server only."""
+        """Options for gevent's c-ares resolver that point it at this server only. Never blocks."""
         if self.port is None:
             raise RuntimeError("the server is not running; call start() first")
         return {"servers": ["127.0.0.1"], "udp_port": self.port, "tcp_port": self.port}
 
     def start(self, timeout: float = 10.0) -> int:
-        """Start the server thread; return the port. Blocks the calling thread until it listens."""
+        """Start the server thread; return the port once it listens.
+
+        Blocks the current greenlet, and its whole OS thread, for at most ``timeout`` seconds.
+        Must not be called from the hub. Callable from any thread.
+        """
         self._reactor = reactor = _make_reactor()
         silent = {self.name(s).encode().lower() for s in self.silent}
         factory = server.DNSServerFactory(
@@ -159,7 +162,11 @@ class LoopbackDNSServer:
             done.release()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server and join its thread. Blocks the calling thread."""
+        """Stop the server and join its thread.
+
+        Blocks the current greenlet, and its whole OS thread, for at most ``timeout`` seconds.
+        Must not be called from the hub. Callable from any thread.
+        """
         reactor, self._reactor = self._reactor, None
         if reactor is None:
             return
