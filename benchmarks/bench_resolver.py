@@ -5,6 +5,8 @@ Every lookup is a real DNS question (A and AAAA, as getaddrinfo asks) to a twist
 
 - gevent-ares: GeventResolver(reactor, "ares") pointed at that server; standalone on Twisted's
   epoll reactor, so every lookup is a greenlet on the one shared helper hub thread.
+- gevent-ares-inloop: the same on geventreactor's GeventReactor, where lookups are greenlets on
+  the reactor's own hub (skipped when gevent_reactor is not installed).
 - twisted-gai: Twisted's GAIResolver, as installed by default, on its reactor thread pool. The
   system resolver would ask the machine's name server, which is off limits here, so its
   getaddrinfo is a blocking stub resolver (one UDP socket per question, like libc's) that asks the
@@ -13,9 +15,10 @@ Every lookup is a real DNS question (A and AAAA, as getaddrinfo asks) to a twist
   through gevent's 'thread' resolver and through GAIResolver with the real system getaddrinfo.
 
 Each subject runs in a fresh child process (thread pools persist, so counts would leak between
-subjects), rounds interleaved; the table gives medians. "extra OS threads" is the peak number of
-OS threads during the lookups minus the number before the first lookup (the DNS server's thread
-excluded). Every DNS lookup asks a distinct name, so no cache answers it.
+subjects), rounds interleaved; the table gives medians. The reactor is Twisted's epoll reactor
+except for the in-loop subject. "extra OS threads" is the peak number of OS threads during the
+lookups minus the number before the first lookup (the DNS server's thread excluded). Every DNS
+lookup asks a distinct name, so no cache answers it.
 Writes benchmarks/results/resolver.json. Bounded: a few seconds per child, under a minute total.
 
     python benchmarks/bench_resolver.py [--rounds 5] [--lookups 1000]
@@ -34,7 +37,13 @@ import sys
 import time
 from pathlib import Path
 
-SUBJECTS = ["gevent-ares", "twisted-gai", "gevent-thread", "twisted-gai-hosts"]
+SUBJECTS = [
+    "gevent-ares",
+    "gevent-ares-inloop",
+    "twisted-gai",
+    "gevent-thread",
+    "twisted-gai-hosts",
+]
 CHILD_TIMEOUT = 60.0
 WARM_UP = 5
 
@@ -75,6 +84,18 @@ def stub_getaddrinfo(server_port: int):
     return getaddrinfo
 
 
+def gevent_reactor():
+    from zope.interface import implementer
+
+    from gevent_deferred import IHubReactor
+    from gevent_reactor import GeventReactor
+
+    if not IHubReactor.implementedBy(GeventReactor):
+        # Until GeventReactor declares IHubReactor itself: the in-loop path is what is measured.
+        return implementer(IHubReactor)(type("HubGeventReactor", (GeventReactor,), {}))()
+    return GeventReactor()
+
+
 def child(subject: str, lookups: int) -> dict:
     from twisted.internet._resolver import GAIResolver
     from twisted.internet.defer import Deferred, gatherResults
@@ -91,8 +112,8 @@ def child(subject: str, lookups: int) -> dict:
     }
     server = LoopbackDNSServer(records={**DEFAULT_RECORDS, **hosts})
     server.start()
-    reactor = EPollReactor()
-    if subject == "gevent-ares":
+    reactor = gevent_reactor() if subject == "gevent-ares-inloop" else EPollReactor()
+    if subject in ("gevent-ares", "gevent-ares-inloop"):
         resolver = GeventResolver(reactor, "ares", **server.ares_options(), timeout=5, tries=2)
         names = [server.name(h) for h in hosts]
     elif subject == "twisted-gai":
@@ -173,12 +194,17 @@ def main() -> None:
         print(json.dumps(child(args.child, args.lookups)))
         return
 
-    runs: dict[str, list[dict]] = {s: [] for s in SUBJECTS}
+    subjects = list(SUBJECTS)
+    try:
+        import gevent_reactor  # noqa: F401
+    except ImportError:
+        subjects.remove("gevent-ares-inloop")
+    runs: dict[str, list[dict]] = {s: [] for s in subjects}
     deadline = time.monotonic() + 100
     for _round in range(args.rounds):
         if time.monotonic() > deadline:
             break
-        for subject in SUBJECTS:
+        for subject in subjects:
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", subject, "--lookups", str(args.lookups)],
                 capture_output=True,
@@ -207,7 +233,7 @@ def main() -> None:
             }
         )
 
-    print(f"{args.lookups} concurrent resolveHostName calls, epoll reactor, median of rounds")
+    print(f"{args.lookups} concurrent resolveHostName calls, median of rounds")
     print(f"{'subject':<20}{'wall (s)':>10}{'lookups/s':>12}{'extra OS threads':>18}{'failed':>8}")
     for row in rows:
         rate = row["lookups"] / row["wall_s_median"]

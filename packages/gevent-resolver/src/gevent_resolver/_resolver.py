@@ -166,10 +166,12 @@ class GeventResolver:
         family = _names.address_family(addressTypes)
         socktype = _names.socket_type(transportSemantics)
 
-        resolution = GeventHostResolution(host)
-        resolutionReceiver.resolutionBegan(resolution)
+        # Started before resolutionBegan: if it cannot start, the receiver hears nothing rather
+        # than a beginning without an end. Results always arrive later, via callFromThread.
         lookup = run_lookup(self._reactor, self._getaddrinfo, host, port, family, socktype)
+        resolution = GeventHostResolution(host)
         resolution._lookup = lookup
+        resolutionReceiver.resolutionBegan(resolution)
         lookup.addBoth(self._addresses_found, resolutionReceiver, host, family)
         lookup.addErrback(
             lambda failure: self._log.failure(
