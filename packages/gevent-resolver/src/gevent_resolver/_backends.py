@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import weakref
 from typing import Any
 
 import gevent
@@ -82,8 +81,9 @@ class Backends:
             check_options(cls, options)
         self._cls = cls
         self._options = dict(options)
-        # Hubs die with their threads; weak keys let their resolvers go with them.
-        self._owned: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # Strong keys: a resolver must be closed by its own loop, never freed by the garbage
+        # collector when its hub's thread ends (see _kept below). One entry per hub ever used.
+        self._owned: dict[Any, Any] = {}
         self._lock = _allocate_lock()
 
     @property
@@ -117,12 +117,14 @@ class Backends:
             if hub is here:
                 _close(resolver)
                 continue
+            loop = getattr(hub, "loop", None)
             try:
                 # Thread-safe and wakes that loop; c-ares must be torn down by its own loop.
-                hub.loop.run_callback_threadsafe(_close, resolver)
+                loop.run_callback_threadsafe(_close, resolver)
             except Exception:
-                # That loop is already gone, and the channel with it.
-                pass
+                # That hub's loop is gone (its thread ended): nothing can close the resolver
+                # safely any more, and freeing it could crash, so keep it.
+                _kept.append((resolver, None))
 
 
 # Closed c-ares resolvers (and their destroyed channels) on gevent's libuv loop, kept forever:
@@ -130,12 +132,12 @@ class Backends:
 # or "ffi.from_handle() ... garbage" when the loop walks its handles). Measured: keeping only the
 # fork watcher stops the double free but not the exit-time crash; keeping both stops both. Each
 # costs well under a KiB, and only resolvers this package built and closed land here.
-_kept_on_libuv: list[tuple[Any, Any]] = []
+_kept: list[tuple[Any, Any]] = []
 
 
 def _close(resolver: Any) -> None:
     if type(resolver.hub.loop).__module__.startswith("gevent.libuv"):
-        _kept_on_libuv.append((resolver, getattr(resolver, "cares", None)))
+        _kept.append((resolver, getattr(resolver, "cares", None)))
     resolver.close()
 
 
