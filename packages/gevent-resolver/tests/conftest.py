@@ -89,6 +89,10 @@ class ReactorThread:
             self.reactor.callFromThread(self.reactor.stop)
         self._thread.join(WAIT)
         assert not self._thread.is_alive(), f"the {self.kind} reactor did not stop"
+        loop = getattr(self.reactor, "_asyncioEventloop", None)
+        if loop is not None:
+            # Twisted leaves the loop it was given open; its self-pipe sockets would leak.
+            loop.close()
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = WAIT, **kw: Any) -> Any:
         """Run ``fn`` in the reactor's thread; wait for its (Deferred's) result; raise its error."""

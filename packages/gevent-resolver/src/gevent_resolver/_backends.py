@@ -136,8 +136,10 @@ _kept: list[tuple[Any, Any]] = []
 
 
 def _close(resolver: Any) -> None:
-    if type(resolver.hub.loop).__module__.startswith("gevent.libuv"):
-        _kept.append((resolver, getattr(resolver, "cares", None)))
+    # Runs in the resolver's own hub thread.
+    channel = getattr(resolver, "cares", None)
+    if channel is not None and type(gevent.get_hub().loop).__module__.startswith("gevent.libuv"):
+        _kept.append((resolver, channel))
     resolver.close()
 
 
