@@ -2,10 +2,13 @@
 
 from ._context import GreenletContextTracker, install_greenlet_context_tracker
 from ._pool import GeventThreadPool, PoolKilledError
+from ._reactor import BlockingCallFromPoolError, use_gevent_threadpool
 
 __all__ = [
+    "BlockingCallFromPoolError",
     "GeventThreadPool",
     "GreenletContextTracker",
     "PoolKilledError",
     "install_greenlet_context_tracker",
+    "use_gevent_threadpool",
 ]

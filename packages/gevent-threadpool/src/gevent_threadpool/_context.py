@@ -35,7 +35,7 @@ class GreenletContextTracker:
             setattr(current, _ATTRIBUTE, tracker)
             return tracker
 
-    def callWithContext(self, ctx: dict[Any, Any], func: Any, *args: Any, **kw: Any) -> Any:
+    def callWithContext(self, ctx: dict[Any, Any], func: Any, /, *args: Any, **kw: Any) -> Any:
         """Call ``func`` with ``ctx`` pushed on the calling greenlet's stack.
 
         Runs ``func`` in the calling greenlet; blocks exactly as ``func`` does.

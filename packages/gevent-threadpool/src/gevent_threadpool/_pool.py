@@ -17,6 +17,7 @@ from gevent_deferred import HubThread
 
 from ._context import install_greenlet_context_tracker
 from ._placement import Placement, choose_placement
+from ._signal import POLL_INTERVAL, CrossThreadSignal
 from ._threads import allocate_lock, get_ident, hub_if_exists
 
 __all__ = ["GeventThreadPool", "PoolKilledError"]
@@ -30,13 +31,14 @@ class _Worker:
     """One worker slot; its greenlet is spawned in the pool's hub thread (``greenlet`` until then
     is None)."""
 
-    __slots__ = ("busy", "greenlet", "name", "waiter", "wake_pending")
+    __slots__ = ("busy", "greenlet", "name", "ran", "waiter", "wake_pending")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.greenlet: _WorkerGreenlet | None = None
         self.waiter: Waiter | None = None
         self.busy = False
+        self.ran = False  # its greenlet has begun running (killing it then runs its cleanup)
         # True while the engine counts this worker as "about to look at the queue".
         self.wake_pending = True
 
@@ -66,6 +68,8 @@ class _Engine:
         self.hub: Hub | None = None
         self.thread_ident: int | None = None
         self.watcher: Any = None
+        self.timer: Any = None
+        self.poked = False
         self.ready = False
         self.slots: list[_Worker] = []
         self.unborn: list[_Worker] = []
@@ -103,6 +107,8 @@ class _Engine:
             self.dispatch()
             return
         with self.pool._lock:
+            # The flag lets the engine's slow timer catch a lost wake-up (see _signal).
+            self.poked = True
             # Sent under the lock so that the engine cannot close the watcher in between.
             if self.watcher is not None:
                 self.watcher.send()
@@ -125,12 +131,20 @@ class _Engine:
         # never return); the reactor, or the HubThread, keeps its own loop alive.
         watcher.ref = False
         watcher.start(self.dispatch)
+        timer = hub.loop.timer(POLL_INTERVAL, POLL_INTERVAL)
+        timer.ref = False
+        timer.start(self._poll)
         with self.pool._lock:
             self.hub = hub
             self.thread_ident = get_ident()
             self.watcher = watcher
+            self.timer = timer
             self.ready = True
         self.dispatch()
+
+    def _poll(self) -> None:
+        if self.poked:
+            self.dispatch()
 
     def dispatch(self) -> None:
         """Wake idle workers or spawn new ones for queued work; end idle workers that must quit.
@@ -141,6 +155,7 @@ class _Engine:
         with pool._lock:
             if not self.ready or self.finished:
                 return
+            self.poked = False
             born, self.unborn = self.unborn, []
             need = len(pool._pending) - self.waking
             excess = max(len(self.slots) - pool.max, 0) + self.to_quit
@@ -191,6 +206,7 @@ class _Engine:
         pool = self.pool
         lock = pool._lock
         pending = pool._pending
+        worker.ran = True
         try:
             while True:
                 with lock:
@@ -243,16 +259,32 @@ class _Engine:
 
     def _kill_workers(self) -> None:
         with self.pool._lock:
-            greenlets = [w.greenlet for w in self.slots if w.greenlet is not None]
+            running = []
+            for worker in list(self.slots):
+                greenlet = worker.greenlet
+                if greenlet is not None and worker.ran:
+                    running.append(greenlet)
+                else:
+                    # Killing a greenlet that never ran skips its code (and its cleanup), so
+                    # its slot is released here.
+                    self.slots.remove(worker)
+                    if worker.wake_pending:
+                        worker.wake_pending = False
+                        self.waking -= 1
+                    if greenlet is not None:
+                        greenlet.kill(block=False)
             dropped = list(self.pool._pending)
             self.pool._pending.clear()
-        for greenlet in greenlets:
+            finish = self.stopping and not self.slots
+        for greenlet in running:
             greenlet.kill(block=False)
         for item in dropped:
             ctx, on_result = item[0], item[1]
             item.clear()
             error = PoolKilledError("GeventThreadPool.kill() ran before this work started")
             _report(ctx, on_result, False, Failure(error))
+        if finish:
+            self._finish()
 
     def _finish(self) -> None:
         with self.pool._lock:
@@ -260,7 +292,11 @@ class _Engine:
                 return
             self.finished = True
             watcher, self.watcher = self.watcher, None
+            timer, self.timer = self.timer, None
             callbacks, self.on_finished = self.on_finished, []
+        if timer is not None:
+            timer.stop()
+            timer.close()
         if watcher is not None:
             watcher.stop()
             # Closed from a later callback: this may be running inside the watcher's own callback.
@@ -280,7 +316,9 @@ def _perform(item: list[Any]) -> None:
     # tests check that the arguments and the result can be garbage-collected).
     item.clear()
     try:
-        result = context.call(ctx, func, *args, **kw)
+        # Arguments travel as a tuple and a dict: a keyword argument named like one of
+        # callWithContext's own parameters (``func``) must reach ``func`` untouched.
+        result = context.call(ctx, _invoke, func, args, kw)
         ok = True
     except BaseException:
         result = Failure()
@@ -292,6 +330,10 @@ def _perform(item: list[Any]) -> None:
     if killed:
         # The worker itself was killed: end it after reporting.
         raise GreenletExit()
+
+
+def _invoke(func: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    return func(*args, **kw)
 
 
 def _report(ctx: Any, on_result: Any, ok: bool, result: Any) -> None:
@@ -477,7 +519,7 @@ class GeventThreadPool:
             engine.add_slots_locked(min(self.max, max(self.min, len(self._pending))))
         placement.launch(engine.setup)
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
         """
         Stop taking work; queued work still runs, then the workers end (as with Twisted's pool).
 
@@ -485,6 +527,7 @@ class GeventThreadPool:
         from any hub, it returns at once and the workers end in the background. Called from a
         greenlet of another thread, it blocks the current greenlet until the workers have ended;
         from a thread without a gevent hub, it blocks that thread (like Twisted's ``join``).
+        With ``wait=False`` it never waits; ``when_stopped()`` tells when the workers ended.
         Callable from any thread.
         """
         with self._lock:
@@ -495,7 +538,8 @@ class GeventThreadPool:
                 return
             engine.stopping = True
         engine.poke()
-        _wait_finished(engine)
+        if wait:
+            _wait_finished(engine)
 
     def kill(self) -> None:
         """
@@ -580,9 +624,10 @@ class GeventThreadPool:
 
     # -- work --------------------------------------------------------------------------------------
 
-    def callInThread(self, func: Callable[..., object], *args: Any, **kw: Any) -> None:
+    def callInThread(self, func: Callable[..., object], /, *args: Any, **kw: Any) -> None:
         """
-        Run ``func(*args, **kw)`` in a worker greenlet; errors go to Twisted's log.
+        Run ``func(*args, **kw)`` in a worker greenlet; errors go to Twisted's log. ``kw`` may
+        use any name (``func`` too): the first parameter is positional-only.
 
         Never blocks (also from the hub). Callable from any thread. Ignored after ``stop()``.
         """
@@ -592,6 +637,7 @@ class GeventThreadPool:
         self,
         onResult: Callable[[bool, Any], object] | None,
         func: Callable[..., object],
+        /,
         *args: Any,
         **kw: Any,
     ) -> None:
@@ -616,10 +662,17 @@ class GeventThreadPool:
         if self.joined:
             return
         ctx = context.theContextTracker.currentContext().contexts[-1]
-        self._pending.append([ctx, onResult, func, args, kw])
-        engine = self._engine
-        if engine is not None and self.started:
-            engine.poke()
+        item = [ctx, onResult, func, args, kw]
+        with self._lock:
+            self._pending.append(item)
+            engine = self._engine
+            if engine is None or not self.started:
+                return
+            # The worker is reserved now, not when the hub thread gets to it, so that work
+            # queued before stop() still runs, as with Twisted's pool.
+            if len(self._pending) > engine.waking + len(engine.idle):
+                engine.add_slots_locked(1)
+        engine.poke()
 
 
 def _wait_finished(engine: _Engine) -> None:
@@ -635,14 +688,14 @@ def _wait_finished(engine: _Engine) -> None:
         if engine.add_finished_callback(lock.release):
             lock.acquire()
         return
-    watcher = hub.loop.async_()
+    signal = CrossThreadSignal(hub)
     try:
-        if engine.add_finished_callback(watcher.send):
+        if engine.add_finished_callback(signal.set):
             try:
-                hub.wait(watcher)
+                signal.wait()
             except BlockingSwitchOutError:
                 # A context that must not switch (a loop callback, GeventReactor's reactor
                 # context): let the workers end in the background.
                 return
     finally:
-        watcher.close()
+        signal.close()
