@@ -205,3 +205,30 @@ def test_close_then_lookup_again(reactor_thread, ares, dns_server):
     reactor_thread.call(ares.close)
     # A fresh c-ares channel is built for the next lookup.
     assert reactor_thread.call(ares.getHostByName, name) == "192.0.2.11"
+
+
+def test_receiver_errors_are_logged(reactor_thread, ares, dns_server, make_receiver):
+    from twisted.logger import globalLogPublisher
+
+    class Broken(make_receiver):
+        def addressResolved(self, address):
+            raise ZeroDivisionError("receiver bug")
+
+    failures = []
+
+    def observe(event):
+        failure = event.get("log_failure")
+        if failure is not None and failure.check(ZeroDivisionError):
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        receiver = Broken()
+        reactor_thread.call(ares.resolveHostName, receiver, dns_server.name("ipv4"), 80)
+        deadline = time.monotonic() + 5
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert failures, "the receiver's exception was not logged"
+    assert "resolution receiver" in failures[0]["log_format"]
