@@ -20,15 +20,16 @@ _local = get_original("_thread", "_local")()
 class HubMailbox:
     """The mailbox of one hub. ``post`` is callable from any thread; the rest from its thread."""
 
-    __slots__ = ("_unref_scheduled", "hub", "pending", "queue", "watcher")
+    __slots__ = ("draining", "hub", "pending", "queue", "referenced", "watcher")
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.queue: deque[tuple[Any, Any]] = deque()
         self.pending = 0
-        self._unref_scheduled = False
+        self.draining = False
         # Unreferenced while nobody waits, so an idle program can still end with LoopExit.
         self.watcher = hub.loop.async_(ref=False)
+        self.referenced = False
         self.watcher.start(self._drain)
 
     def post(self, wait: Any, result: Any) -> None:
@@ -37,28 +38,35 @@ class HubMailbox:
 
     def _drain(self) -> None:
         queue = self.queue
-        while queue:
-            wait, result = queue.popleft()
-            wait.deliver(result)
+        self.draining = True
+        try:
+            while queue:
+                wait, result = queue.popleft()
+                # Switches to the waiting greenlet, which runs until it blocks again (often in
+                # its next wait) or ends, then comes back here.
+                wait.deliver(result)
+        finally:
+            self.draining = False
+        if self.pending == 0 and self.referenced:
+            self._set_ref(False)
+
+    def _set_ref(self, on: bool) -> None:
+        self.referenced = on
+        self.watcher.ref = on
 
     def acquire(self) -> None:
         # A pending wait must keep the hub alive, or a lone waiting greenlet gets LoopExit.
         self.pending += 1
-        if self.pending == 1 and not self.watcher.ref:
-            self.watcher.ref = True
+        if not self.referenced:
+            self._set_ref(True)
 
     def release(self) -> None:
         self.pending -= 1
-        if self.pending == 0 and not self._unref_scheduled:
-            # Toggling ref per wait halves sequential round trips; deferring the unref to the end
-            # of this loop pass lets a greenlet that waits again right away keep the reference.
-            self._unref_scheduled = True
-            self.hub.loop.run_callback(self._maybe_unref)
-
-    def _maybe_unref(self) -> None:
-        self._unref_scheduled = False
-        if self.pending == 0:
-            self.watcher.ref = False
+        # A greenlet woken by _drain that waits again right away keeps the reference: _drain
+        # drops it when it is done, once, instead of once per wait (each change costs a call into
+        # the loop, and a loop callback would cost a whole extra loop pass under libuv).
+        if self.pending == 0 and not self.draining and self.referenced:
+            self._set_ref(False)
 
 
 def mailbox_for(hub: Any) -> HubMailbox:
