@@ -14,8 +14,10 @@ from twisted.python.failure import Failure
 
 from gevent_deferred import (
     GreenletKilledError,
+    ReactorStoppedError,
     WaitTimeoutError,
     WrongContextError,
+    blockingCallFromGreenlet,
     deferToGreenlet,
     in_greenlet,
     waitForDeferred,
@@ -433,6 +435,17 @@ def test_wrong_types():
         deferToGreenlet(None)
     with pytest.raises(TypeError, match="in_greenlet expects a function"):
         in_greenlet(3)
+
+
+def test_blocking_call_on_a_reactor_nobody_runs():
+    from twisted.internet.epollreactor import EPollReactor
+
+    with pytest.raises(ReactorStoppedError, match="is not running, so f would never be called"):
+        in_greenlet_now(blockingCallFromGreenlet, EPollReactor(), len, "")
+    with pytest.raises(TypeError, match=r"blockingCallFromGreenlet\(reactor=\.\.\.\) expects"):
+        blockingCallFromGreenlet(None, len)
+    with pytest.raises(TypeError, match=r"expects a callable f, got str"):
+        blockingCallFromGreenlet(EPollReactor(), "len")
 
 
 def test_failure_objects_pass_through_in_greenlet_results():

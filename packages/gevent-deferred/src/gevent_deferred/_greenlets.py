@@ -57,7 +57,8 @@ def waitForGreenlet(g: Greenlet, *, kill_on_cancel: bool = True, reactor: Any = 
     """
     Return a Deferred that fires with greenlet ``g``'s return value or fails with its exception.
 
-    Never blocks. Callable from the hub. The failure keeps the original traceback; a greenlet
+    Never blocks. Callable from any thread, and from the hub. The failure keeps the original
+    traceback; a greenlet
     killed with ``GreenletExit`` fails it with ``GreenletKilledError`` (a ``CancelledError``).
     Cancelling the Deferred kills ``g`` unless ``kill_on_cancel`` is false.
 
