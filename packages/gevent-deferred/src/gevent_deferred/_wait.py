@@ -10,6 +10,7 @@ import gevent
 from gevent.exceptions import BlockingSwitchOutError
 from gevent.hub import Waiter
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._context import (
@@ -26,6 +27,8 @@ from ._errors import WaitTimeoutError
 from ._mailbox import mailbox_for
 
 __all__ = ["blockingCallFromGreenlet", "waitForDeferred"]
+
+_log = Logger()
 
 
 def unwrap(result: Any) -> Any:
@@ -100,6 +103,10 @@ class _RemoteWait:
         self.delivered = True
         if not self.abandoned:
             self.waiter.switch(result)
+        elif isinstance(result, Failure) and not result.check(CancelledError):
+            # The result crossed over just as the waiter gave up: nobody will see this failure,
+            # so say so, as Twisted does for an unhandled failure in a Deferred.
+            _log.failure("Unretrieved failure of an abandoned waitForDeferred()", result)
 
     def cancel_in_reactor(self) -> None:
         d = self.deferred
