@@ -294,14 +294,13 @@ class _Engine:
             watcher, self.watcher = self.watcher, None
             timer, self.timer = self.timer, None
             callbacks, self.on_finished = self.on_finished, []
-        if timer is not None:
-            timer.stop()
-            timer.close()
-        if watcher is not None:
-            watcher.stop()
-            # Closed from a later callback: this may be running inside the watcher's own callback.
-            assert self.hub is not None
-            self.hub.loop.run_callback(watcher.close)
+        # Closed from a later loop callback: this may be running inside one of their own
+        # callbacks, and closing a libuv watcher from its own callback crashed the process.
+        for dropped in (timer, watcher):
+            if dropped is not None:
+                dropped.stop()
+                assert self.hub is not None
+                self.hub.loop.run_callback(dropped.close)
         for callback in callbacks:
             try:
                 callback()

@@ -53,7 +53,8 @@ class _BlockingCallGuard:
         self.reactor.callFromThread = self.callFromThread
 
     def uninstall(self) -> None:
-        if vars(self.reactor).get("callFromThread") is not self.callFromThread:
+        # == and not "is": every attribute access makes a new bound-method object.
+        if vars(self.reactor).get("callFromThread") != self.callFromThread:
             return  # someone wrapped it after us; leave their wrapper in place
         if self.had_own:
             self.reactor.callFromThread = self.original
@@ -104,12 +105,16 @@ class _BlockingCallGuard:
 class _Installation:
     """What ``use_gevent_threadpool`` changed on one reactor, and how to undo it at shutdown."""
 
+    # How often the "before shutdown" trigger looks whether the pool has gone quiet.
+    DRAIN_POLL = 0.005
+
     def __init__(self, reactor: Any, pool: GeventThreadPool, shutdown_timeout: float | None):
         self.reactor = reactor
         self.pool = pool
         self.shutdown_timeout = shutdown_timeout
         self.guard = _BlockingCallGuard(reactor)
         self.resolver_replaced = False
+        self.drain_trigger: Any = None
 
     def install(self) -> None:
         reactor = self.reactor
@@ -120,9 +125,13 @@ class _Installation:
             reactor._threadpoolStartupID = None
         else:
             reactor._threadpoolStartupID = reactor.callWhenRunning(self.pool.start)
+        # Only "before" triggers can delay shutdown (with a Deferred); the pool itself stops
+        # "during" shutdown like Twisted's, so that other "before" triggers (services stopping)
+        # may still use deferToThread.
+        self.drain_trigger = reactor.addSystemEventTrigger("before", "shutdown", self.drain)
         # The same attribute ReactorBase uses, so that its own bookkeeping stays consistent.
         reactor.threadpoolShutdownID = reactor.addSystemEventTrigger(
-            "during", "shutdown", self.shutdown
+            "during", "shutdown", self.uninstall
         )
         self.guard.install()
         self._use_cooperative_getaddrinfo()
@@ -155,20 +164,20 @@ class _Installation:
             )
             self.resolver_replaced = True
 
-    def uninstall(self, keep_guard: bool = False) -> None:
+    def uninstall(self) -> None:
+        """Undo everything and stop the pool without waiting (the "during shutdown" trigger)."""
         reactor = self.reactor
-        for name in ("_threadpoolStartupID", "threadpoolShutdownID"):
-            trigger = getattr(reactor, name, None)
+        triggers = [self.drain_trigger, reactor._threadpoolStartupID, reactor.threadpoolShutdownID]
+        for trigger in triggers:
             if trigger is not None:
                 try:
                     reactor.removeSystemEventTrigger(trigger)
                 except ValueError:
-                    pass  # already ran
-                setattr(reactor, name, None)
+                    pass  # it already ran (or is running)
+        self.drain_trigger = reactor._threadpoolStartupID = reactor.threadpoolShutdownID = None
         if reactor.threadpool is self.pool:
             reactor.threadpool = None
-        if not keep_guard:
-            self.guard.uninstall()
+        self.guard.uninstall()
         if self.resolver_replaced:
             reactor.installNameResolver(_resolver.GAIResolver(reactor, reactor.getThreadPool))
             self.resolver_replaced = False
@@ -176,33 +185,33 @@ class _Installation:
             reactor._gevent_threadpool_installation = None
         self.pool.stop(wait=False)
 
-    def shutdown(self) -> Deferred[None]:
-        """The reactor's "during shutdown" trigger: stop the pool and let the reactor wait (at
-        most ``shutdown_timeout`` seconds, then kill the workers) for its workers to end."""
+    def drain(self) -> Deferred[None]:
+        """The "before shutdown" trigger: a Deferred that fires once no work is queued or
+        running; after ``shutdown_timeout`` seconds the workers are killed instead."""
         reactor = self.reactor
         pool = self.pool
-        # Keep the guard until the workers are gone: they may still call blockingCallFromThread.
-        self.uninstall(keep_guard=True)
-        done = pool.when_stopped(reactor)
-        timer = None
-        if self.shutdown_timeout is not None and not done.called:
+        done: Deferred[None] = Deferred()
+        deadline = None if self.shutdown_timeout is None else reactor.seconds()
+        if deadline is not None and self.shutdown_timeout is not None:
+            deadline += self.shutdown_timeout
+        killed = False
 
-            def kill() -> None:
+        def check() -> None:
+            nonlocal killed
+            if not pool.working and not pool._queue.qsize():
+                done.callback(None)
+                return
+            if not killed and deadline is not None and reactor.seconds() >= deadline:
+                killed = True
                 log.msg(
                     f"{pool!r}: work still running {self.shutdown_timeout} s after reactor "
                     "shutdown began; killing its greenlets"
                 )
                 pool.kill()
+            reactor.callLater(self.DRAIN_POLL, check)
 
-            timer = reactor.callLater(self.shutdown_timeout, kill)
-
-        def finished(result: object) -> object:
-            if timer is not None and timer.active():
-                timer.cancel()
-            self.guard.uninstall()
-            return result
-
-        return done.addBoth(finished)
+        check()
+        return done
 
 
 def use_gevent_threadpool(

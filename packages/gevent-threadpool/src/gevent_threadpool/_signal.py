@@ -56,10 +56,12 @@ class CrossThreadSignal:
             watcher.close()
 
     def _wake(self) -> None:
-        # In the hub (a watcher callback).
+        # In the hub (a watcher callback). The switch happens from a plain loop callback, after
+        # this watcher callback has returned: the woken greenlet closes the watchers, and closing
+        # a libuv watcher whose callback is still on the hub's stack crashed the process.
         if self._fired and not self._woken:
             self._woken = True
-            self._waiter.switch(None)
+            self._hub.loop.run_callback(self._waiter.switch, None)
 
     def _poll(self) -> None:
         self._wake()
