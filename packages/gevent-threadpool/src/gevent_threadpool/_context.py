@@ -38,7 +38,7 @@ class GreenletContextTracker:
     def callWithContext(self, ctx: dict[Any, Any], func: Any, /, *args: Any, **kw: Any) -> Any:
         """Call ``func`` with ``ctx`` pushed on the calling greenlet's stack.
 
-        Runs ``func`` in the calling greenlet; blocks exactly as ``func`` does.
+        Blocks the current greenlet only as long as ``func`` does. Callable from any thread.
         """
         return self.currentContext().callWithContext(ctx, func, *args, **kw)
 
