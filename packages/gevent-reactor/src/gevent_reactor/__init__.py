@@ -1,0 +1,14 @@
+"""
+Twisted on gevent's event loop: a reactor whose protocol code may block with gevent.
+
+Install it before anything imports C{twisted.internet.reactor}::
+
+    import gevent_reactor
+    gevent_reactor.install()
+    from twisted.internet import reactor
+"""
+
+from ._context import ReactorContextBlockingError
+from ._reactor import GeventReactor, install
+
+__all__ = ["GeventReactor", "ReactorContextBlockingError", "install"]

@@ -1,0 +1,446 @@
+"""
+A Twisted reactor driven by gevent's event loop.
+
+I/O readiness, timers and thread wake-ups come from the loop of a gevent hub; there is no second
+poller.  Twisted keeps its own heap of L{DelayedCall}s; the loop holds one timer armed for the
+earliest of them (as Twisted's asyncio reactor does).  I/O events are handled in runner greenlets that
+may block (see L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's
+own context (see L{gevent_reactor._context}), where blocking fails at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.hub import Hub
+from greenlet import getcurrent, greenlet
+from twisted.internet.base import ReactorBase
+from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.posixbase import _NO_FILEDESC, PosixReactorBase, _ContinuousPolling
+from twisted.logger import Logger
+from twisted.python.log import callWithLogger
+from zope.interface import implementer
+
+from gevent_deferred import IHubReactor
+from gevent_resolver import install_gevent_resolver
+
+from ._children import ChildWatchers
+from ._context import _ReactorContext
+from ._runners import IORunner, current_runner, is_accepting_port
+
+__all__ = ["GeventReactor", "install"]
+
+_READ = 1
+_WRITE = 2
+
+
+@implementer(IReactorFDSet, IHubReactor)
+class GeventReactor(PosixReactorBase):
+    """
+    A Twisted reactor that runs on the loop of a gevent hub (by default, this thread's hub).
+
+    Protocol input code (C{dataReceived}, C{connectionMade}, ...) may block the current greenlet with
+    gevent; only that connection waits.  Timed calls and C{callFromThread} calls must not block.
+    """
+
+    _log = Logger()
+
+    def __init__(self, hub: Hub | None = None) -> None:
+        if hub is None:
+            hub = gevent.get_hub()
+        if not isinstance(hub, Hub):
+            raise TypeError(f"hub: expected a gevent Hub or None, got {hub!r}")
+        self.hub = hub
+        self._loop = hub.loop
+        self._readers: dict[Any, Any] = {}
+        self._writers: dict[Any, Any] = {}
+        self._held_readers: set[Any] = set()
+        self._held_writers: set[Any] = set()
+        self._idle_runners: list[IORunner] = []
+        self._context = _ReactorContext(hub)
+        self._continuousPolling = _ContinuousPolling(self)
+        self._watching = False
+        self._timer: Any = None
+        self._armed_at = math.inf
+        self._wake: Any = None
+        self._children = ChildWatchers(self._loop, self._context.run_job)
+        self._parked: greenlet | None = None
+        super().__init__()
+        # After the base class, which installs Twisted's thread-pool resolver.
+        install_gevent_resolver(self)
+
+    # -- waking up, from any thread ------------------------------------------------------------
+
+    def installWaker(self) -> None:
+        # The loop's async watcher, made while the reactor runs, replaces Twisted's self-pipe.
+        pass
+
+    def wakeUp(self) -> None:
+        """
+        Make the reactor run its pending calls soon.  Never blocks.  Callable from any thread.
+        """
+        wake = self._wake
+        if wake is not None:
+            # While the reactor does not run there is nothing to wake: run() drains the queue.
+            wake.send()
+
+    def stop(self) -> None:
+        """
+        Stop the reactor after the current pass of the loop (see L{IReactorCore.stop}).
+
+        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.
+        """
+        super().stop()
+        self.wakeUp()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, installSignalHandlers: bool = True) -> None:
+        """
+        Run the reactor until L{stop} or L{crash}.
+
+        Blocks the current greenlet; other greenlets keep running.  Must not be called from the hub.
+        """
+        if getcurrent() is self.hub:
+            raise RuntimeError(
+                "GeventReactor.run() must not be called from the gevent hub (an event loop "
+                "callback); call it from a greenlet, e.g. the main one."
+            )
+        self.startRunning(installSignalHandlers=installSignalHandlers)
+        try:
+            self._set_watching(True)
+            self._children.reactor_started()
+            # Calls that came due, or came from threads, while the reactor was not running.
+            self.wakeUp()
+            self._park()
+        finally:
+            self._signals.uninstall()
+            if self._justStopped:
+                self._justStopped = False
+
+    def _park(self) -> None:
+        # Tolerates stray switches (pytest-twisted switches to the greenlet that called run()):
+        # whatever wakes us, we go back to the hub until the reactor has crashed or stopped.
+        self._parked = getcurrent()
+        try:
+            while self._started:
+                self.hub.switch()
+        finally:
+            self._parked = None
+
+    def crash(self) -> None:
+        """
+        Stop the reactor at once, without firing shutdown triggers (see L{IReactorCore.crash}).
+
+        Never blocks.
+        """
+        super().crash()
+        self._set_watching(False)
+        if self._parked is not None:
+            self._loop.run_callback(self._unpark)
+
+    def _unpark(self) -> None:
+        parked = self._parked
+        if parked is not None and not self._started:
+            parked.switch()
+
+    def iterate(self, delay: float = 0.0) -> None:
+        """
+        Run pending calls and handle ready events, waiting at most C{delay} seconds.
+
+        Blocks the current greenlet.  Must not be called from the hub.
+        """
+        watching = self._watching
+        if not watching:
+            self._set_watching(True)
+        try:
+            self.runUntilCurrent()
+            self.doIteration(delay)
+        finally:
+            if not watching:
+                self._set_watching(False)
+
+    def doIteration(self, delay: float | None) -> None:
+        # gevent.idle() returns after one pass of the loop that polled for I/O; sleep(0) would not.
+        if delay:
+            gevent.sleep(delay)
+        else:
+            gevent.idle()
+
+    def _set_watching(self, on: bool) -> None:
+        # The loop serves this reactor only while it runs (or iterates), as epoll would.
+        if on == self._watching:
+            return
+        self._watching = on
+        if on:
+            self._wake = self._loop.async_()
+            self._wake.start(self._on_wake)
+            for selectable, watcher in self._readers.items():
+                if selectable not in self._held_readers:
+                    watcher.start(self._on_io, selectable, True)
+            for selectable, watcher in self._writers.items():
+                if selectable not in self._held_writers:
+                    watcher.start(self._on_io, selectable, False)
+            self._rearm()
+        else:
+            # Closed, not only stopped: a watcher left to the garbage collector while the loop
+            # runs can crash libuv.
+            wake, self._wake = self._wake, None
+            wake.stop()
+            wake.close()
+            for watcher in self._readers.values():
+                watcher.stop()
+            for watcher in self._writers.values():
+                watcher.stop()
+            self._disarm()
+
+    # -- the reactor's own context: timed calls and calls from threads ------------------------
+
+    def _on_wake(self) -> None:
+        self._context.run_job(self._run_pending)
+
+    def _on_timer(self) -> None:
+        self._armed_at = math.inf
+        self._context.run_job(self._run_pending)
+
+    def _run_pending(self) -> None:
+        # While this runs, callLater must not arm the loop timer: _rearm does it once at the end.
+        self._armed_at = -math.inf
+        try:
+            self.runUntilCurrent()
+        finally:
+            self._armed_at = math.inf
+            if self._watching:
+                self._rearm()
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> Any:
+        """
+        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).
+
+        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
+        runs in the reactor's own context, where it must not block.
+        """
+        call = ReactorBase.callLater(self, delay, callable, *args, **kw)
+        if call.time < self._armed_at and self._watching:
+            self._arm(call.time)
+        return call
+
+    def _moveCallLaterSooner(self, delayedCall: Any) -> None:
+        super()._moveCallLaterSooner(delayedCall)
+        if delayedCall.time < self._armed_at and self._watching:
+            self._arm(delayedCall.time)
+
+    def _rearm(self) -> None:
+        timeout = self.timeout()
+        if timeout is None:
+            self._disarm()
+        else:
+            self._arm(self.seconds() + timeout)
+
+    def _arm(self, when: float) -> None:
+        self._disarm()
+        delay = when - self.seconds()
+        # Never early (libuv counts whole milliseconds and warns below one); at most 1 ms late.
+        timer = self._loop.timer(0.0 if delay <= 0.0 else max(delay, 0.001))
+        timer.start(self._on_timer, update=True)
+        self._timer = timer
+        self._armed_at = when
+
+    def _disarm(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.stop()
+            timer.close()
+            self._timer = None
+        self._armed_at = math.inf
+
+    # -- I/O events: handled in runner greenlets that may block --------------------------------
+
+    def _on_io(self, selectable: Any, is_read: bool) -> None:
+        idle = self._idle_runners
+        runner = idle.pop() if idle else IORunner(self)
+        runner.selectable = selectable
+        runner.is_read = is_read
+        runner.switch()
+        while runner.selectable is not None:
+            if runner.blocked:
+                # It waits on gevent; it returns itself to the free list when done.
+                return
+            # Control came back through a raw switch elsewhere before the job was done.
+            runner.switch()
+        idle.append(runner)
+
+    def _handle_event(self, selectable: Any, is_read: bool) -> None:
+        callWithLogger(selectable, self._read_or_write, selectable, is_read)
+
+    def _read_or_write(self, selectable: Any, is_read: bool) -> None:
+        if selectable.fileno() == -1:
+            self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
+            return
+        try:
+            why = selectable.doRead() if is_read else selectable.doWrite()
+        except Exception as e:
+            why = e
+            self._log.failure(None)
+        if why:
+            self._disconnectSelectable(selectable, why, is_read)
+
+    def _hold_for(self, runner: IORunner) -> None:
+        # Runs in the runner, as it starts to block: its selectable stops being watched in that
+        # direction, and so do the connections it accepted, until the job is done.
+        if not runner.held:
+            selectable = runner.selectable
+            if not (runner.is_read and is_accepting_port(selectable)):
+                self._hold(runner, selectable, runner.is_read)
+        for accepted in runner.adopted:
+            self._hold(runner, accepted, True)
+        runner.adopted.clear()
+
+    def _hold(self, runner: IORunner, selectable: Any, is_read: bool) -> None:
+        held, watched = (
+            (self._held_readers, self._readers) if is_read else (self._held_writers, self._writers)
+        )
+        if selectable in held:
+            return
+        held.add(selectable)
+        runner.held.append((selectable, is_read))
+        watcher = watched.get(selectable)
+        if watcher is not None:
+            watcher.stop()
+
+    def _release(self, runner: IORunner) -> None:
+        for selectable, is_read in runner.held:
+            held, watched = (
+                (self._held_readers, self._readers)
+                if is_read
+                else (self._held_writers, self._writers)
+            )
+            held.discard(selectable)
+            watcher = watched.get(selectable)
+            if watcher is not None and self._watching:
+                watcher.start(self._on_io, selectable, is_read)
+        runner.held.clear()
+        self._idle_runners.append(runner)
+
+    # -- IReactorFDSet ------------------------------------------------------------------------
+
+    def addReader(self, reader: Any) -> None:
+        """
+        Watch C{reader} for read readiness.  Never blocks.
+        """
+        if reader in self._readers or reader in self._continuousPolling._readers:
+            return
+        watcher = self._watch(reader, _READ)
+        if watcher is None:
+            self._continuousPolling.addReader(reader)
+            return
+        self._readers[reader] = watcher
+        runner = current_runner()
+        if runner is not None and runner.is_read and is_accepting_port(runner.selectable):
+            # A connection being accepted: if its connectionMade blocks, its input must wait.
+            runner.adopted.append(reader)
+        if self._watching and reader not in self._held_readers:
+            watcher.start(self._on_io, reader, True)
+
+    def addWriter(self, writer: Any) -> None:
+        """
+        Watch C{writer} for write readiness.  Never blocks.
+        """
+        if writer in self._writers or writer in self._continuousPolling._writers:
+            return
+        watcher = self._watch(writer, _WRITE)
+        if watcher is None:
+            self._continuousPolling.addWriter(writer)
+            return
+        self._writers[writer] = watcher
+        if self._watching and writer not in self._held_writers:
+            watcher.start(self._on_io, writer, False)
+
+    def _watch(self, selectable: Any, events: int) -> Any:
+        # None: the loop refuses this fd (libuv and regular files); it is polled continuously.
+        try:
+            return self._loop.io(selectable.fileno(), events)
+        except (ValueError, OSError) as e:
+            if isinstance(e, OSError) and not isinstance(e, PermissionError):
+                raise
+            return None
+
+    def removeReader(self, reader: Any) -> None:
+        """
+        Stop watching C{reader} for read readiness.  Never blocks.
+        """
+        watcher = self._readers.pop(reader, None)
+        if watcher is None:
+            self._continuousPolling.removeReader(reader)
+            return
+        watcher.stop()
+        watcher.close()
+
+    def removeWriter(self, writer: Any) -> None:
+        """
+        Stop watching C{writer} for write readiness.  Never blocks.
+        """
+        watcher = self._writers.pop(writer, None)
+        if watcher is None:
+            self._continuousPolling.removeWriter(writer)
+            return
+        watcher.stop()
+        watcher.close()
+
+    def removeAll(self) -> list[Any]:
+        """
+        Stop watching every reader and writer but the reactor's own.  Never blocks.
+        """
+        return (
+            self._removeAll(list(self._readers), list(self._writers))
+            + self._continuousPolling.removeAll()
+        )
+
+    def getReaders(self) -> list[Any]:
+        """
+        The readers being watched.  Never blocks.
+        """
+        return list(self._readers) + self._continuousPolling.getReaders()
+
+    def getWriters(self) -> list[Any]:
+        """
+        The writers being watched.  Never blocks.
+        """
+        return list(self._writers) + self._continuousPolling.getWriters()
+
+    # -- signals and child processes ---------------------------------------------------------
+
+    def _signalsFactory(self) -> Any:
+        # SIGINT/SIGTERM/SIGBREAK as every reactor; no SIGCHLD handler: children are watched with
+        # the loop's child watchers, which coexist with gevent.subprocess (both reap every child).
+        return ReactorBase._signalsFactory(self)
+
+    def spawnProcess(self, processProtocol: Any, executable: Any, *args: Any, **kwargs: Any) -> Any:
+        """
+        Start a child process (see L{IReactorProcess.spawnProcess}).  Never blocks.
+        """
+        process = super().spawnProcess(processProtocol, executable, *args, **kwargs)
+        self._children.watch(process, self._started)
+        return process
+
+
+# Module-level, as in Twisted's own reactor modules: code that re-creates a reactor in a child process
+# (twisted.test.test_internet's testChildResolve) calls install() on the reactor class's module.
+def install(hub: Hub | None = None) -> GeventReactor:
+    """
+    Install a L{GeventReactor} as C{twisted.internet.reactor} and return it.
+
+    Call it before anything imports C{twisted.internet.reactor}.  Raises
+    L{twisted.internet.error.ReactorAlreadyInstalledError} if a reactor is installed already.
+    Never blocks.  Must be called from the thread whose hub (or C{hub}) will run the reactor.
+    """
+    from twisted.internet.main import installReactor
+
+    reactor = GeventReactor(hub)
+    installReactor(reactor)
+    return reactor

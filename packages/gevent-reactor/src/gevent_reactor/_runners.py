@@ -1,0 +1,81 @@
+"""
+The greenlets that handle I/O events, so that protocol code may block with gevent.
+
+Each readiness event is handled (C{doRead}/C{doWrite}) in a runner greenlet taken from a free list.
+If the handling returns, the runner goes back to the list: one switch pair per event, and no greenlet
+held by an idle connection.  If it blocks (gevent switches to the hub), the runner stays with that
+job, and the selectable it serves is I{held}: its watcher for that direction stops, so its later input
+waits in the kernel and is delivered in order once the blocked call returns.  Everything else keeps
+running.
+
+A listening stream port is not held when C{connectionMade} blocks inside its C{doRead}: the connections
+accepted by that job are held instead, so other clients are still accepted and served.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from greenlet import getcurrent, greenlet
+
+if TYPE_CHECKING:
+    from ._reactor import GeventReactor
+
+__all__: list[str] = []
+
+
+def is_accepting_port(selectable: Any) -> bool:
+    """
+    Whether C{selectable} is a listening stream port, whose C{doRead} accepts connections.
+    """
+    # tcp.Port and unix.Port (and their subclasses) accept up to numberAccepts connections a call.
+    return hasattr(selectable, "numberAccepts")
+
+
+class IORunner(greenlet):
+    """
+    A greenlet that runs I/O event handling for the reactor and may block.
+    """
+
+    def __init__(self, reactor: GeventReactor) -> None:
+        super().__init__(parent=reactor.hub)
+        self._reactor = reactor
+        # The job: which selectable, which direction. None while idle.
+        self.selectable: Any = None
+        self.is_read = True
+        # Whether this job has blocked at least once; then the hub no longer waits for it.
+        self.blocked = False
+        # (selectable, is_read) pairs this blocked job holds.
+        self.held: list[tuple[Any, bool]] = []
+        # Readers registered by this job (connections accepted by a port's doRead).
+        self.adopted: list[Any] = []
+
+    def switch_out(self) -> None:
+        # gevent calls this just before a blocking switch to the hub: the job is about to wait.
+        self.blocked = True
+        self._reactor._hold_for(self)
+
+    def run(self) -> None:
+        reactor = self._reactor
+        to_hub = greenlet.switch
+        hub = self.parent
+        while True:
+            selectable = self.selectable
+            reactor._handle_event(selectable, self.is_read)
+            self.selectable = None
+            if self.adopted:
+                self.adopted.clear()
+            if self.blocked:
+                # The hub resumed us from some other event; the dispatcher is long gone, so this
+                # runner releases what it held and returns itself to the free list.
+                self.blocked = False
+                reactor._release(self)
+            to_hub(hub)
+
+
+def current_runner() -> IORunner | None:
+    """
+    The runner greenlet currently running, if the caller runs in one.
+    """
+    current = getcurrent()
+    return current if type(current) is IORunner else None
