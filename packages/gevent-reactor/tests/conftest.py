@@ -1,0 +1,180 @@
+"""Shared fixtures: a fresh GeventReactor per test, running it with a hard timeout, log capture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+
+from gevent_reactor import GeventReactor
+
+# A subprocess that inherits this environment uses the same gevent loop (GEVENT_LOOP) as the tests.
+SUBPROCESS_TIMEOUT = 60.0
+
+
+def _cleanup(reactor: GeventReactor) -> None:
+    # As Twisted's ReactorBuilder does after each test: nothing of this reactor may outlive it.
+    if reactor._started:
+        reactor.crash()
+    reactor.disconnectAll()
+    for call in reactor.getDelayedCalls():
+        call.cancel()
+    if reactor.threadpool is not None:
+        reactor._stopThreadPool()
+    assert not reactor.running
+    assert not reactor._watching, "the reactor still watches the loop after cleanup"
+
+
+@pytest.fixture
+def make_reactor() -> Iterator[Callable[..., GeventReactor]]:
+    """Build fresh GeventReactors (on this thread's hub); clean each up after the test."""
+    made: list[GeventReactor] = []
+
+    def make(**kwargs: Any) -> GeventReactor:
+        reactor = GeventReactor(**kwargs)
+        made.append(reactor)
+        return reactor
+
+    yield make
+    for reactor in made:
+        _cleanup(reactor)
+
+
+@pytest.fixture
+def reactor(make_reactor: Callable[..., GeventReactor]) -> GeventReactor:
+    """A fresh GeventReactor, cleaned up (removeAll, disconnect, not running) afterwards."""
+    return make_reactor()
+
+
+def _run_until(
+    reactor: GeventReactor,
+    target: Deferred[Any] | Callable[[], object],
+    timeout: float = 5.0,
+    stop: bool = True,
+) -> Any:
+    """
+    Run ``reactor`` until ``target`` (a Deferred) fires or (a predicate) holds; return the result.
+
+    The reactor is then stopped (``stop=True``) or crashed (``stop=False``, so that it can run
+    again). After ``timeout`` seconds a plain gevent timer crashes the reactor and the test fails:
+    nothing hangs. A Deferred that fails re-raises its exception here.
+    """
+    outcome: list[Any] = []
+    timed_out: list[bool] = []
+
+    def finish() -> None:
+        if not reactor._started:
+            return
+        if stop:
+            reactor.stop()
+        else:
+            reactor.crash()
+
+    poller = None
+    if isinstance(target, Deferred):
+
+        def done(result: Any) -> None:
+            outcome.append(result)
+            finish()
+
+        reactor.callWhenRunning(target.addBoth, done)
+    else:
+
+        def poll() -> None:
+            # A plain greenlet on gevent timers: it adds no reactor timer of its own.
+            while not target():
+                gevent.sleep(0.002)
+            outcome.append(True)
+            finish()
+
+        poller = gevent.spawn(poll)
+
+    def watchdog() -> None:
+        timed_out.append(True)
+        if reactor._started:
+            reactor.crash()
+
+    guard = gevent.spawn_later(timeout, watchdog)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        guard.kill()
+        if poller is not None:
+            poller.kill()
+    if timed_out:
+        pytest.fail(f"timed out after {timeout} s waiting for {target!r}")
+    assert outcome, "reactor.run() returned before the target was reached"
+    result = outcome[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+@pytest.fixture
+def run_until() -> Callable[..., Any]:
+    """``run_until(reactor, deferred_or_predicate, timeout=5.0, stop=True)``: see ``_run_until``."""
+    return _run_until
+
+
+def _wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait (yielding to the hub) until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {predicate}")
+        gevent.sleep(0.002)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    """``wait_until(predicate, timeout=5.0)`` from a greenlet: see ``_wait_until``."""
+    return _wait_until
+
+
+@pytest.fixture
+def logged_failures() -> Iterator[list[Failure]]:
+    """Failures logged through twisted.logger (new or legacy API) while the test runs."""
+    failures: list[Failure] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            failures.append(failure)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield failures
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+def _run_python(
+    args: list[str], timeout: float = SUBPROCESS_TIMEOUT, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sys.executable *args`` with this environment; fail (not hang) after ``timeout``."""
+    env = dict(os.environ)
+    env.update(kwargs.pop("env", {}))
+    # pytest-timeout and friends must not leak into the child through PYTHONPATH games.
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_python(args, timeout=60, cwd=..., env={...})``: see ``_run_python``."""
+    return _run_python
