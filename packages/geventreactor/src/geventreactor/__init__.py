@@ -1,0 +1,42 @@
+"""
+Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's names.
+
+    import geventreactor; geventreactor.install()
+    from twisted.internet import reactor
+"""
+
+from gevent_deferred import (
+    GreenletKilledError,
+    ReactorStoppedError,
+    ReactorThread,
+    WaitTimeoutError,
+    WrongContextError,
+    blockingCallFromGreenlet,
+    deferToGreenlet,
+    in_greenlet,
+    waitForDeferred,
+    waitForGreenlet,
+)
+from gevent_reactor import GeventReactor, ReactorContextBlockingError, install
+from gevent_resolver import GeventResolver, install_gevent_resolver
+from gevent_threadpool import GeventThreadPool, use_gevent_threadpool
+
+__all__ = [
+    "GeventReactor",
+    "GeventResolver",
+    "GeventThreadPool",
+    "GreenletKilledError",
+    "ReactorContextBlockingError",
+    "ReactorStoppedError",
+    "ReactorThread",
+    "WaitTimeoutError",
+    "WrongContextError",
+    "blockingCallFromGreenlet",
+    "deferToGreenlet",
+    "in_greenlet",
+    "install",
+    "install_gevent_resolver",
+    "use_gevent_threadpool",
+    "waitForDeferred",
+    "waitForGreenlet",
+]

@@ -1,0 +1,121 @@
+"""
+The pytest plugin: pytest-twisted on GeventReactor, and test bodies that may block with gevent.
+
+One setting, for example in pytest.ini::
+
+    [pytest]
+    addopts = -p geventreactor.pytest_plugin --reactor=gevent
+
+It works whichever of this plugin and pytest-twisted pytest loads first (``-p``, entry points,
+``PYTEST_PLUGINS``); a ``conftest.py`` is too late for ``--reactor``. A test marked
+``@pytest.mark.in_greenlet`` or decorated with L{in_greenlet} runs in a fresh greenlet where it may
+block with gevent; so does every plain ``def`` test when the ini option ``gevent_tests_in_greenlet``
+is true.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from ._blockon import blockon_via_hub
+from ._greenlet_tests import _PYTEST_TWISTED_MARK, IN_GREENLET_ATTRIBUTE, in_greenlet
+
+__all__ = ["in_greenlet", "init_gevent_reactor"]
+
+REACTOR_NAME = "gevent"
+_MARKER = "in_greenlet"
+_INI_ALL = "gevent_tests_in_greenlet"
+
+try:
+    import pytest_twisted
+except ImportError:  # the `pytest` extra is not installed: only the decorator is of use
+    pytest_twisted = None
+
+
+def init_gevent_reactor() -> None:
+    """
+    Install GeventReactor as pytest-twisted's reactor and create pytest-twisted's reactor greenlet.
+
+    Never blocks.  Called by pytest-twisted for ``--reactor=gevent``, in pytest's main greenlet.
+    """
+    import gevent_reactor
+
+    # Before the reactor greenlet exists: every wait pytest-twisted makes goes through the hub.
+    pytest_twisted.blockon_default = blockon_via_hub
+    pytest_twisted._install_reactor(
+        reactor_installer=gevent_reactor.install,
+        reactor_type=gevent_reactor.GeventReactor,
+    )
+
+
+if pytest_twisted is not None:
+    # Loaded before pytest-twisted: its --reactor option will offer "gevent" from the start.
+    pytest_twisted.reactor_installers.setdefault(REACTOR_NAME, init_gevent_reactor)
+
+
+def _add_reactor_choice(parser: Any) -> None:
+    # Loaded after pytest-twisted: its --reactor option exists with its choices frozen; add ours.
+    # pytest builds the argparse parser from these attributes at each parse, and the first parse
+    # that reads --reactor comes after every -p, entry-point and PYTEST_PLUGINS plugin is loaded.
+    for group in getattr(parser, "_groups", ()):
+        for option in getattr(group, "options", ()):
+            if "--reactor" in option.names():
+                attrs = option.attrs()
+                choices = tuple(attrs.get("choices") or ())
+                if REACTOR_NAME not in choices:
+                    attrs["choices"] = (*choices, REACTOR_NAME)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        _INI_ALL,
+        type="bool",
+        default=False,
+        help="geventreactor: run every plain `def` test body in a fresh greenlet (may block)",
+    )
+    if pytest_twisted is not None:
+        _add_reactor_choice(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}: run this test body in a fresh greenlet, where it may block with gevent "
+        "(needs --reactor=gevent)",
+    )
+
+
+def _wants_greenlet(item: pytest.Function) -> bool:
+    obj = item.obj
+    if getattr(obj, IN_GREENLET_ATTRIBUTE, False):
+        return False  # decorated with in_greenlet already
+    if item.get_closest_marker(_MARKER) is not None:
+        return True
+    if not item.config.getini(_INI_ALL):
+        return False
+    # Only plain `def` tests: async and @inlineCallbacks tests keep running on the reactor.
+    target = inspect.unwrap(obj)
+    return not (
+        inspect.iscoroutinefunction(target)
+        or inspect.isgeneratorfunction(target)
+        or inspect.isasyncgenfunction(target)
+        or getattr(obj, _PYTEST_TWISTED_MARK, None) is not None
+        or getattr(obj, "hypothesis", None) is not None
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]:
+    if not _wants_greenlet(pyfuncitem):
+        return (yield)
+    original = pyfuncitem.obj
+    # pytest-twisted calls pyfuncitem.obj and waits on the Deferred it returns.
+    pyfuncitem.obj = in_greenlet(original)
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = original
