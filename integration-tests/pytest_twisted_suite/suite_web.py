@@ -61,7 +61,7 @@ def test_agent_keep_alive_and_chunked_bodies():
     try:
         base = f"http://127.0.0.1:{port.getHost().port}"
         for _ in range(3):
-            code, headers, body = http_get(agent, base + "/chunked")
+            code, _headers, body = http_get(agent, base + "/chunked")
             assert code == 200
             assert body == b"part 0;part 1;part 2;part 3;part 4;"
         # Three requests, one connection: the pool kept it alive.
