@@ -125,6 +125,34 @@ def run_until() -> Callable[..., Any]:
     return _run_until
 
 
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Deferred[Any]]]:
+    """
+    ``spawn(fn, *args)``: run ``fn`` in a new plain greenlet; return a Deferred of its outcome.
+
+    The Deferred is fired from that greenlet (an assertion failing in ``fn`` fails it). Greenlets
+    still alive at the end of the test are killed.
+    """
+    greenlets: list[gevent.Greenlet] = []
+
+    def start(fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+
+        def body() -> None:
+            try:
+                result = fn(*args)
+            except BaseException:
+                d.errback(Failure())
+            else:
+                d.callback(result)
+
+        greenlets.append(gevent.spawn(body))
+        return d
+
+    yield start
+    gevent.killall(greenlets, timeout=5)
+
+
 def _wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     """Wait (yielding to the hub) until ``predicate()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
