@@ -1,0 +1,204 @@
+"""
+The pytest plugin, run the way users run it: child pytest processes over a small suite, with the
+plugins loaded in every order pytest can load them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geventreactor.pytest_plugin import in_greenlet
+
+CHILD_TIMEOUT = 60
+
+SUITE = """
+import gevent, pytest, pytest_twisted
+from twisted.internet import task
+from geventreactor import GeventReactor, ReactorContextBlockingError, waitForDeferred
+from geventreactor.pytest_plugin import in_greenlet
+
+def test_reactor_is_gevent():
+    from twisted.internet import reactor
+    assert isinstance(reactor, GeventReactor) and reactor.running
+
+@in_greenlet
+def test_blocks():
+    from twisted.internet import reactor
+    gevent.sleep(0.01)
+    assert waitForDeferred(task.deferLater(reactor, 0.01, lambda: 1), timeout=5) == 1
+
+@pytest.mark.in_greenlet
+def test_marked():
+    gevent.sleep(0.01)
+
+@pytest_twisted.ensureDeferred
+async def test_async():
+    from twisted.internet import reactor
+    assert await task.deferLater(reactor, 0.01, lambda: 2) == 2
+"""
+
+
+def run_child(
+    tmp_path: Path, args: list[str], ini: str = "", env: dict | None = None, suite: str = SUITE
+):
+    (tmp_path / "test_child.py").write_text(suite)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini)
+    full_env = dict(os.environ)
+    full_env.pop("PYTEST_ADDOPTS", None)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+    )
+    return proc, proc.stdout + proc.stderr
+
+
+def passed(output: str) -> int:
+    match = re.search(r"(\d+) passed", output)
+    return int(match[1]) if match else 0
+
+
+NO_AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        pytest.param(
+            ["-p", "geventreactor.pytest_plugin", "--reactor=gevent"], {}, id="documented"
+        ),
+        pytest.param(["--reactor=gevent"], {}, id="entry-point-only"),
+        pytest.param(
+            ["-p", "twisted", "-p", "geventreactor.pytest_plugin", "--reactor=gevent"],
+            {},
+            id="pytest-twisted-first",
+        ),
+        pytest.param(
+            ["-p", "pytest_twisted", "-p", "geventreactor.pytest_plugin", "--reactor=gevent"],
+            NO_AUTOLOAD,
+            id="no-autoload-pytest-twisted-first",
+        ),
+        pytest.param(
+            ["-p", "geventreactor.pytest_plugin", "-p", "pytest_twisted", "--reactor=gevent"],
+            NO_AUTOLOAD,
+            id="no-autoload-ours-first",
+        ),
+        pytest.param(
+            ["--reactor=gevent"],
+            {**NO_AUTOLOAD, "PYTEST_PLUGINS": "pytest_twisted,geventreactor.pytest_plugin"},
+            id="PYTEST_PLUGINS-pytest-twisted-first",
+        ),
+        pytest.param(
+            ["--reactor=gevent"],
+            {**NO_AUTOLOAD, "PYTEST_PLUGINS": "geventreactor.pytest_plugin,pytest_twisted"},
+            id="PYTEST_PLUGINS-ours-first",
+        ),
+    ],
+)
+def test_reactor_choice_whatever_the_plugin_order(tmp_path, args, env):
+    proc, output = run_child(tmp_path, args, env=env)
+    assert proc.returncode == 0, output
+    assert passed(output) == 4, output
+
+
+def test_addopts_setting(tmp_path):
+    proc, output = run_child(
+        tmp_path, [], ini="addopts = -p geventreactor.pytest_plugin --reactor=gevent\n"
+    )
+    assert proc.returncode == 0, output
+    assert passed(output) == 4, output
+
+
+def test_ini_option_runs_every_plain_test_in_a_greenlet(tmp_path):
+    suite = """
+import gevent, pytest_twisted
+from twisted.internet import task
+
+def test_plain_may_block():
+    gevent.sleep(0.01)
+
+@pytest_twisted.inlineCallbacks
+def test_inline_callbacks_unchanged():
+    from twisted.internet import reactor
+    yield task.deferLater(reactor, 0.01, lambda: None)
+"""
+    proc, output = run_child(
+        tmp_path,
+        ["-p", "geventreactor.pytest_plugin", "--reactor=gevent"],
+        ini="gevent_tests_in_greenlet = true\n",
+        suite=suite,
+    )
+    assert proc.returncode == 0, output
+    assert passed(output) == 2, output
+
+
+def test_failures_keep_their_traceback_and_print_once(tmp_path):
+    suite = """
+import gevent
+from geventreactor.pytest_plugin import in_greenlet
+
+def helper():
+    raise ValueError("deep inside")
+
+@in_greenlet
+def test_fails():
+    gevent.sleep(0)
+    helper()
+"""
+    proc, output = run_child(
+        tmp_path, ["-p", "geventreactor.pytest_plugin", "--reactor=gevent"], suite=suite
+    )
+    assert proc.returncode == 1, output
+    assert "1 failed" in output
+    assert "in helper" in output or "def helper" in output, output
+    assert "ValueError: deep inside" in output
+    # gevent's own "Greenlet failed" report would print it a second time.
+    assert "failed with ValueError" not in output, output
+
+
+def test_in_greenlet_on_another_reactor_says_what_to_set(tmp_path):
+    suite = """
+from geventreactor.pytest_plugin import in_greenlet
+
+@in_greenlet
+def test_needs_gevent():
+    pass
+"""
+    proc, output = run_child(tmp_path, [], suite=suite)
+    assert proc.returncode == 1, output
+    assert "-p geventreactor.pytest_plugin --reactor=gevent" in output
+
+
+def test_in_greenlet_rejects_what_it_cannot_run():
+    async def async_test():
+        pass
+
+    def generator_test():
+        yield
+
+    with pytest.raises(TypeError, match="plain `def`"):
+        in_greenlet(async_test)
+    with pytest.raises(TypeError, match="plain `def`"):
+        in_greenlet(generator_test)
+    with pytest.raises(TypeError, match="expects a test function, got int"):
+        in_greenlet(3)
