@@ -110,6 +110,7 @@ def test_reactor_with_threads_and_resolver_leaves_no_fd(run_until) -> None:
         d: Deferred[object] = Deferred()
         reactor.callWhenRunning(lambda: work().chainDeferred(d))
         (ok1, ip), (ok2, answer) = run_until(reactor, d)
+        assert ok1 and ok2
         assert ip.startswith("127.")
         assert answer == 42
         assert reactor.threadpool is None  # stopped by the shutdown trigger
