@@ -340,4 +340,4 @@ def test_one_line_on_the_global_reactor(install: str) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "RESULT (3, 'from reactor', '_WorkerGreenlet')" in out.stdout, out.stdout + out.stderr
+    assert "RESULT (3, 'from reactor', 'WorkerGreenlet')" in out.stdout, out.stdout + out.stderr

@@ -13,7 +13,8 @@ from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python import log
 
-from ._pool import GeventThreadPool, _WorkerGreenlet
+from ._engine import WorkerGreenlet
+from ._pool import GeventThreadPool
 from ._signal import CrossThreadSignal
 
 __all__ = ["BlockingCallFromPoolError", "use_gevent_threadpool"]
@@ -64,11 +65,11 @@ class _BlockingCallGuard:
     def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
         if getattr(f, "__code__", None) is _BLOCKING_CALL_CODE and _BLOCKING_CALL_CODE is not None:
             current = getcurrent()
-            if isinstance(current, _WorkerGreenlet):
+            if isinstance(current, WorkerGreenlet):
                 return self._blocking_call(current, f)
         return self.original(f, *args, **kwargs)  # type: ignore[no-any-return]
 
-    def _blocking_call(self, worker: _WorkerGreenlet, f: Any) -> None:
+    def _blocking_call(self, worker: WorkerGreenlet, f: Any) -> None:
         try:
             contents = [cell.cell_contents for cell in f.__closure__ or ()]
             cells = dict(zip(f.__code__.co_freevars, contents, strict=True))
