@@ -180,3 +180,76 @@ def test_in_greenlet_refuses_async_tests():
 
     with pytest.raises(TypeError, match="plain `def`"):
         in_greenlet(test_async)
+
+
+# Every place a test's Deferred can fire from, many times over, with work after each firing that
+# must still run: pytest-twisted's switches between its greenlets may strand none of it.
+_after: list[str] = []
+
+
+class _EchoOnce(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+class _FireFromInput(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"x")
+
+    def dataReceived(self, data):
+        self.factory.done.callback(data)
+        gevent.sleep(0.001)  # the input greenlet blocks after firing
+        _after.append("input")
+        self.transport.loseConnection()
+
+
+@pytest.fixture(scope="module")
+def echo_port():
+    reactor = the_reactor()
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(_EchoOnce), interface="127.0.0.1")
+    yield port.getHost().port
+    pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+
+
+def _fire_from(source: str, echo_port: int) -> defer.Deferred:
+    reactor = the_reactor()
+    d = defer.Deferred()
+    if source == "context":
+
+        def fire():
+            d.callback("context")
+            _after.append("context")
+
+        reactor.callLater(0, fire)
+    elif source == "input":
+        factory = protocol.ClientFactory()
+        factory.protocol = _FireFromInput
+        factory.done = d
+        reactor.connectTCP("127.0.0.1", echo_port, factory)
+    elif source == "hub":
+        g = gevent.spawn(lambda: "hub")
+        g.rawlink(lambda dead: (d.callback(dead.value), _after.append("hub")))
+    else:
+
+        def fire():
+            gevent.sleep(0.001)
+            d.callback("greenlet")
+            gevent.sleep(0.001)
+            _after.append("greenlet")
+
+        gevent.spawn(fire)
+    return d
+
+
+@pytest.mark.parametrize("round_", range(20))
+@pytest.mark.parametrize("source", ["context", "input", "hub", "greenlet"])
+def test_fired_from_everywhere(source, round_, echo_port):
+    return _fire_from(source, echo_port)
+
+
+def test_nothing_was_stranded():
+    def check():
+        for source in ("context", "input", "hub", "greenlet"):
+            assert _after.count(source) == 20, (source, _after.count(source))
+
+    return task.deferLater(the_reactor(), 0.2, check)
