@@ -363,3 +363,38 @@ def test_blocking_twisted_client_protocol(reactor: GeventReactor, run_until) -> 
 
     reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
     assert run_until(reactor, done) == [b"x", b"x", b"x"]
+
+
+def test_blocking_connection_made_on_a_unix_port(
+    reactor: GeventReactor, run_until, spawn, tmp_path
+) -> None:
+    factory = Factory.forProtocol(_SlowToStart)
+    factory.log_by_conn = []
+    path = str(tmp_path / "sock")
+    reactor.listenUNIX(path, factory)
+
+    def connect() -> gevent.socket.socket:
+        sock = gevent.socket.socket(gevent.socket.AF_UNIX)
+        sock.settimeout(5)
+        sock.connect(path)
+        return sock
+
+    def scenario() -> tuple[bytes, float, bytes]:
+        slow = connect()
+        slow.sendall(b"early")
+        gevent.sleep(0.05)
+        started = time.monotonic()
+        other = connect()
+        other.sendall(b"other")
+        other_reply = other.recv(100)
+        took = time.monotonic() - started
+        other.close()
+        slow_reply = slow.recv(100)
+        slow.close()
+        return other_reply, took, slow_reply
+
+    other_reply, took, slow_reply = run_until(reactor, spawn(scenario))
+    assert other_reply == b"other"
+    assert took < MEANWHILE
+    assert slow_reply == b"early"
+    assert factory.log_by_conn[0] == ["made-start", "made-end", "data:early"]
