@@ -85,6 +85,15 @@ class BenchError(Exception):
 
 
 def cpu_seconds(pid: int) -> float:
+    # schedstat counts nanoseconds (stat counts 10 ms ticks: too coarse for a 0.6 s window).
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -761,7 +770,19 @@ def machine() -> dict[str, Any]:
             versions[mod] = __import__(mod).__version__
         except Exception:
             versions[mod] = None
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
     return {
+        # What was measured: the commit, and the package files that differed from it.
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": git("status", "--porcelain", "--", "packages").splitlines(),
         "cpu": model,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -204,6 +204,9 @@ def wfd_rate(subject: str, seconds: float) -> tuple[int, float]:
 
 def main() -> None:
     subject, scenario, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    if subject == "gevent_alt":
+        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
+        subject = "gevent"
     cpu0 = time.process_time()
     if scenario == "calllater":
         if subject == "puregevent":

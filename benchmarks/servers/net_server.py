@@ -152,6 +152,9 @@ def gevent_server() -> None:
 
 def main() -> None:
     subject = sys.argv[1]
+    if subject == "gevent_alt":
+        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
+        subject = "gevent"
     raise_fd_limit()
     pin("BENCH_SERVER_CPU")
     if subject == "puregevent":

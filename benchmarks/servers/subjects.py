@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 # The order of the table; epoll is the reference every ratio is taken against.
-SUBJECTS = ["gevent", "epoll", "asyncio", "uvloop", "puregevent"]
+SUBJECTS = ["gevent", "epoll", "asyncio", "uvloop", "puregevent", "gevent_alt"]
 REFERENCE = "epoll"
 DESCRIPTIONS = {
     "gevent": "GeventReactor (this project)",
@@ -21,6 +21,7 @@ DESCRIPTIONS = {
     "asyncio": "Twisted's asyncio reactor (stdlib loop)",
     "uvloop": "Twisted's asyncio reactor on uvloop",
     "puregevent": "pure gevent, no Twisted (the ceiling)",
+    "gevent_alt": "GeventReactor imported from $BENCH_ALT_PATH (to measure a patch)",
 }
 
 
@@ -31,6 +32,8 @@ def available(subject: str) -> bool:
             import uvloop  # noqa: F401
         except ImportError:
             return False
+    if subject == "gevent_alt":
+        return bool(os.environ.get("BENCH_ALT_PATH"))
     return True
 
 
@@ -53,6 +56,10 @@ def pin(cpu_env: str) -> None:
 
 def install(subject: str) -> Any:
     """Install C{subject}'s reactor and return it (None for pure gevent)."""
+    if subject == "gevent_alt":
+        # A copy of the gevent_reactor package (e.g. with a proposed patch) shadows the installed one.
+        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
+        subject = "gevent"
     if subject == "gevent":
         import gevent_reactor
 

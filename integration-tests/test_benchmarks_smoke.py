@@ -1,0 +1,48 @@
+"""
+The benchmark suite runs end to end: every subject answers every request with the right bytes.
+
+No timing is asserted (speed is measured, not asserted); this only proves that
+``benchmarks/run.py --quick`` completes and that no subject failed its correctness checks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_suite_completes_with_correct_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--rounds",
+            "1",
+            "--scenarios",
+            "rr10,calllater",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["failures"] == []
+    results = report["results"]
+    assert set(results) == {"rr10", "calllater"}
+    for subject in ("gevent", "epoll", "asyncio", "puregevent"):
+        rr = results["rr10"][subject]
+        # The client compared every echoed request byte for byte; a number means it matched.
+        assert rr["median"] > 0, rr
+        assert rr["rounds"][0]["requests"] > 0, rr
+        assert results["calllater"][subject]["median"] > 0
+    assert results["rr10"]["epoll"]["ratio"] == 1.0
