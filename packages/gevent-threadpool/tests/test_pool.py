@@ -202,6 +202,52 @@ def test_call_in_thread_never_blocks_from_the_hub(make_pool, wait_until) -> None
     wait_until(lambda: ran == ["from hub"])
 
 
+def test_call_in_thread_from_other_os_threads(make_pool, wait_until) -> None:
+    """Work queued from real threads reaches the pool's hub (through its async watcher)."""
+    pool = make_pool(0, 4)
+    pool.start()
+    ran: list[int] = []
+    idents: set[int] = set()
+
+    def work(i: int) -> None:
+        ran.append(i)
+        idents.add(threading.get_ident())
+
+    def producer(base: int) -> None:
+        for i in range(50):
+            pool.callInThread(work, base + i)
+
+    producers = [threading.Thread(target=producer, args=(n * 100,)) for n in range(4)]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join(5)
+    wait_until(lambda: len(ran) == 200)
+    assert sorted(ran) == sorted(n * 100 + i for n in range(4) for i in range(50))
+    expected = threading.get_ident() if pool.in_loop else shared_hub_thread().thread_ident
+    assert idents == {expected}
+
+
+def test_when_stopped(make_pool, wait_until) -> None:
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()
+    pool = make_pool(0, 2)
+    pool.start()
+    pool.callInThread(gevent.sleep, 0.05)
+    fired: list[object] = []
+    pool.when_stopped(reactor).addCallback(fired.append)
+    pool.stop(wait=False)
+
+    def done() -> bool:
+        reactor.runUntilCurrent()  # runs the callFromThread calls queued by the pool
+        return bool(fired)
+
+    wait_until(done)
+    assert fired == [None] and pool.workers == 0
+    assert pool.when_stopped(reactor).called  # already stopped: fires at once
+
+
 def test_nested_call_in_thread_from_a_worker(make_pool, wait_until) -> None:
     pool = make_pool(0, 1)
     pool.start()
