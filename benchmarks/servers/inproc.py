@@ -95,6 +95,9 @@ def calllater_gevent(seconds: float) -> tuple[int, float]:
         return watcher
 
     pending: deque[Any] = deque(later(DELAYS[i], noop) for i in range(POPULATION))
+    # Fired watchers are closed explicitly: libuv crashes on watchers the garbage collector frees
+    # while the loop runs.
+    fired: list[Any] = []
     state = {"steps": 0, "fired": 0, "t0": 0.0, "end": 0.0, "i": 0}
     done = gevent.event.Event()
     result: dict[str, float] = {}
@@ -107,6 +110,9 @@ def calllater_gevent(seconds: float) -> tuple[int, float]:
     def step() -> None:
         state["fired"] = 0
         state["steps"] += 1
+        for watcher in fired:
+            watcher.close()
+        fired.clear()
         i = state["i"]
         for k in range(STEP_CALLS):
             pending.append(later(DELAYS[(i + k) & 4095], noop))
@@ -123,7 +129,7 @@ def calllater_gevent(seconds: float) -> tuple[int, float]:
             done.set()
             return
         for _ in range(STEP_CALLS):
-            later(0.0, tick)
+            fired.append(later(0.0, tick))
 
     state["t0"] = time.perf_counter()
     state["end"] = state["t0"] + seconds
