@@ -7,7 +7,6 @@ import time
 
 import gevent
 import gevent.socket
-import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 
@@ -218,11 +217,6 @@ class _Greeter(Protocol):
         self.transport.write(b"hello")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a connectTCP client's connectionMade runs in a write-event runner; when it "
-    "blocks only the write direction is held, so dataReceived runs before connectionMade returns",
-)
 def test_client_connection_made_blocks_before_data_received(
     reactor: GeventReactor, run_until
 ) -> None:

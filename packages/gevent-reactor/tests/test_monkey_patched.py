@@ -99,11 +99,6 @@ def test_echo_and_defer_to_thread_work_after_patch_all(patched_run: tuple[dict, 
     assert "real_thread" in report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: under patch_all, Twisted's ThreadPool builds greenlets (threading is patched), so "
-    "deferToThread runs in the reactor's own OS thread and a really blocking call stalls the reactor",
-)
 def test_defer_to_thread_uses_a_real_os_thread_after_patch_all(
     patched_run: tuple[dict, str],
 ) -> None:
@@ -112,11 +107,6 @@ def test_defer_to_thread_uses_a_real_os_thread_after_patch_all(
     assert report["timer_late"] < 0.3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: under patch_all the reactor's shutdown trigger _stopThreadPool joins the pool's "
-    "(greenlet) threads in the reactor context: ReactorContextBlockingError is logged at stop",
-)
 def test_no_error_at_shutdown_after_patch_all(patched_run: tuple[dict, str]) -> None:
     _, stderr = patched_run
     assert "ReactorContextBlockingError" not in stderr

@@ -20,6 +20,7 @@ from greenlet import getcurrent, greenlet
 from twisted.internet.base import ReactorBase
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.posixbase import _NO_FILEDESC, PosixReactorBase, _ContinuousPolling
+from twisted.internet.tcp import BaseClient
 from twisted.logger import Logger
 from twisted.python.log import callWithLogger
 from zope.interface import implementer
@@ -30,6 +31,7 @@ from gevent_resolver import install_gevent_resolver
 from ._children import ChildWatchers
 from ._context import _ReactorContext
 from ._runners import IORunner, current_runner, is_accepting_port
+from ._threadpool import reactor_thread_pool
 
 __all__ = ["GeventReactor", "install"]
 
@@ -56,7 +58,10 @@ class GeventReactor(PosixReactorBase):
         self.hub = hub
         self._loop = hub.loop
         self._readers: dict[Any, Any] = {}
+        # A writer's watcher is None until a write attempt left data behind (see addWriter).
         self._writers: dict[Any, Any] = {}
+        self._write_soon: list[Any] = []
+        self._flush_scheduled = False
         self._held_readers: set[Any] = set()
         self._held_writers: set[Any] = set()
         self._idle_runners: list[IORunner] = []
@@ -182,8 +187,13 @@ class GeventReactor(PosixReactorBase):
                 if selectable not in self._held_readers:
                     watcher.start(self._on_io, selectable, True)
             for selectable, watcher in self._writers.items():
-                if selectable not in self._held_writers:
+                if selectable in self._held_writers:
+                    continue
+                if watcher is None:
+                    self._write_soon.append(selectable)
+                else:
                     watcher.start(self._on_io, selectable, False)
+            self._schedule_flush()
             self._rearm()
         else:
             # Closed, not only stopped: a watcher left to the garbage collector while the loop
@@ -194,7 +204,8 @@ class GeventReactor(PosixReactorBase):
             for watcher in self._readers.values():
                 watcher.stop()
             for watcher in self._writers.values():
-                watcher.stop()
+                if watcher is not None:
+                    watcher.stop()
             self._disarm()
 
     # -- the reactor's own context: timed calls and calls from threads ------------------------
@@ -321,8 +332,13 @@ class GeventReactor(PosixReactorBase):
                 else (self._held_writers, self._writers)
             )
             held.discard(selectable)
-            watcher = watched.get(selectable)
-            if watcher is not None and self._watching:
+            if selectable not in watched:
+                continue
+            watcher = watched[selectable]
+            if watcher is None:
+                self._write_soon.append(selectable)
+                self._schedule_flush()
+            elif self._watching:
                 watcher.start(self._on_io, selectable, is_read)
         runner.held.clear()
         self._idle_runners.append(runner)
@@ -341,8 +357,11 @@ class GeventReactor(PosixReactorBase):
             return
         self._readers[reader] = watcher
         runner = current_runner()
-        if runner is not None and runner.is_read and is_accepting_port(runner.selectable):
-            # A connection being accepted: if its connectionMade blocks, its input must wait.
+        if runner is not None and (
+            reader is runner.selectable or (runner.is_read and is_accepting_port(runner.selectable))
+        ):
+            # A connection being set up (accepted by a port, or a client whose connect completed):
+            # if its connectionMade blocks, its input must wait until it returns.
             runner.adopted.append(reader)
         if self._watching and reader not in self._held_readers:
             watcher.start(self._on_io, reader, True)
@@ -353,8 +372,41 @@ class GeventReactor(PosixReactorBase):
         """
         if writer in self._writers or writer in self._continuousPolling._writers:
             return
+        self._writers[writer] = None
+        if isinstance(writer, BaseClient) and not writer.connected:
+            # Connecting: wait for the loop like any reactor, so that the peer's accept is seen
+            # first and events keep the order protocols (and Twisted's tests) expect.
+            self._arm_writer(writer)
+            return
+        # A connected socket is almost always writable: try the write at the end of this pass of
+        # the loop and arm a watcher only if data remains.  Twisted's epoll reactor spends two
+        # epoll_ctl calls on every response instead.
+        self._write_soon.append(writer)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._watching and self._write_soon:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush_writes)
+
+    def _flush_writes(self) -> None:
+        # In the hub, once per pass of the loop, before it polls.
+        self._flush_scheduled = False
+        if not self._watching:
+            return
+        pending, self._write_soon = self._write_soon, []
+        writers, held = self._writers, self._held_writers
+        for writer in pending:
+            if writers.get(writer, False) is not None or writer in held:
+                continue  # removed, already armed, or waiting for a blocked runner
+            self._on_io(writer, False)
+            if writers.get(writer, False) is None and writer not in held:
+                self._arm_writer(writer)
+
+    def _arm_writer(self, writer: Any) -> None:
         watcher = self._watch(writer, _WRITE)
         if watcher is None:
+            del self._writers[writer]
             self._continuousPolling.addWriter(writer)
             return
         self._writers[writer] = watcher
@@ -385,12 +437,13 @@ class GeventReactor(PosixReactorBase):
         """
         Stop watching C{writer} for write readiness.  Never blocks.
         """
-        watcher = self._writers.pop(writer, None)
-        if watcher is None:
+        if writer not in self._writers:
             self._continuousPolling.removeWriter(writer)
             return
-        watcher.stop()
-        watcher.close()
+        watcher = self._writers.pop(writer)
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
 
     def removeAll(self) -> list[Any]:
         """
@@ -412,6 +465,14 @@ class GeventReactor(PosixReactorBase):
         The writers being watched.  Never blocks.
         """
         return list(self._writers) + self._continuousPolling.getWriters()
+
+    def _initThreadPool(self) -> None:
+        # As ReactorBase's, with real OS threads even under gevent.monkey.patch_all().
+        self.threadpool = reactor_thread_pool(0, 10, "twisted.internet.reactor")
+        self._threadpoolStartupID = self.callWhenRunning(self.threadpool.start)
+        self.threadpoolShutdownID = self.addSystemEventTrigger(
+            "during", "shutdown", self._stopThreadPool
+        )
 
     # -- signals and child processes ---------------------------------------------------------
 

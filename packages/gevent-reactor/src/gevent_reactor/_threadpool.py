@@ -1,0 +1,93 @@
+"""
+The reactor's thread pool: Twisted's own, on real OS threads even after gevent.monkey.patch_all().
+
+Under patch_all, threading.Thread, locks and queues are greenlet-based, so Twisted's ThreadPool would
+run deferToThread work in greenlets of the reactor's own thread: a really blocking call (a C library,
+a DB driver that is not greenlet-aware) would stall the reactor, and stopping the pool would join
+greenlets in the reactor's context.  WSGIResource, adbapi and blockingCallFromThread need real threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gevent import monkey
+from twisted._threads import LockWorker, Team, ThreadWorker
+from twisted.python.log import err
+from twisted.python.threadpool import ThreadPool
+
+__all__: list[str] = []
+
+
+def _original(module: str, name: str) -> Any:
+    return monkey.get_original(module, name)
+
+
+def _real_thread_team(currentLimit: Callable[[], int], threadFactory: Callable[..., Any]) -> Team:
+    # twisted._threads.pool, with the original (unpatched) queue and lock types.
+    simple_queue = _original("queue", "SimpleQueue")
+
+    def startThread(target: Callable[..., object]) -> None:
+        return threadFactory(target=target).start()
+
+    def limitedWorkerCreator() -> Any:
+        stats = team.statistics()
+        if stats.busyWorkerCount + stats.idleWorkerCount >= currentLimit():
+            return None
+        return ThreadWorker(startThread, simple_queue())
+
+    lock, local = _original("threading", "Lock"), _original("threading", "local")
+    team = Team(
+        coordinator=LockWorker(lock(), local()),
+        createWorker=limitedWorkerCreator,
+        logException=err,
+    )
+    return team
+
+
+class _RealThread:
+    """
+    The part of threading.Thread that ThreadPool uses, on an unpatched OS thread.
+
+    The original Thread class cannot be used: its methods look up Event and locks in the patched
+    threading module, so start() would wait on a gevent Event set from another thread's hub.
+    """
+
+    def __init__(self, target: Callable[[], object], name: str | None = None) -> None:
+        self.name = name
+        self._target = target
+        self._done = _original("_thread", "allocate_lock")()
+
+    def start(self) -> None:
+        self._done.acquire()
+        _original("_thread", "start_new_thread")(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        finally:
+            self._done.release()
+
+    def join(self, timeout: float | None = None) -> None:
+        # Blocks the OS thread (not a gevent switch), as Twisted's own pool does at shutdown.
+        if self._done.acquire(timeout=-1 if timeout is None else timeout):
+            self._done.release()
+
+    def is_alive(self) -> bool:
+        return self._done.locked()
+
+
+class _RealThreadPool(ThreadPool):
+    threadFactory = _RealThread
+    currentThread = staticmethod(_original("threading", "current_thread"))
+    _pool = staticmethod(_real_thread_team)
+
+
+def reactor_thread_pool(minthreads: int, maxthreads: int, name: str) -> ThreadPool:
+    """
+    A Twisted L{ThreadPool} whose workers are real OS threads, monkey-patched or not.  Never blocks.
+    """
+    if monkey.is_module_patched("threading"):
+        return _RealThreadPool(minthreads, maxthreads, name)
+    return ThreadPool(minthreads, maxthreads, name)
