@@ -17,12 +17,13 @@ from typing import Any
 import gevent
 from gevent.hub import Hub
 from greenlet import getcurrent, greenlet
-from twisted.internet.base import ReactorBase
+from twisted.internet.base import DelayedCall, ReactorBase
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.posixbase import _NO_FILEDESC, PosixReactorBase, _ContinuousPolling
 from twisted.internet.tcp import BaseClient
 from twisted.logger import Logger
-from twisted.python.log import callWithLogger
+from twisted.python import context as _context
+from twisted.python import log
 from zope.interface import implementer
 
 from gevent_deferred import IHubReactor
@@ -61,6 +62,7 @@ class GeventReactor(PosixReactorBase):
         # A writer's watcher is None until a write attempt left data behind (see addWriter).
         self._writers: dict[Any, Any] = {}
         self._write_soon: list[Any] = []
+        self._closing: list[Any] = []
         self._flush_scheduled = False
         self._held_readers: set[Any] = set()
         self._held_writers: set[Any] = set()
@@ -215,6 +217,9 @@ class GeventReactor(PosixReactorBase):
 
     def _on_timer(self) -> None:
         self._armed_at = math.inf
+        timer, self._timer = self._timer, None
+        if hasattr(timer, "close"):
+            self._close_soon(timer)  # Not from inside its own callback: libuv can crash.
         self._context.run_job(self._run_pending)
 
     def _run_pending(self) -> None:
@@ -236,9 +241,17 @@ class GeventReactor(PosixReactorBase):
         Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
         runs in the reactor's own context, where it must not block.
         """
-        call = ReactorBase.callLater(self, delay, callable, *args, **kw)
-        if call.time < self._armed_at and self._watching:
-            self._arm(call.time)
+        # ReactorBase.callLater inlined: one frame, one argument re-pack and one clock read less
+        # on the hottest timer path.
+        assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
+        seconds = self.seconds
+        when = seconds() + delay
+        call = DelayedCall(
+            when, callable, args, kw, self._cancelCallLater, self._moveCallLaterSooner, seconds
+        )
+        self._newTimedCalls.append(call)
+        if when < self._armed_at and self._watching:
+            self._arm(when)
         return call
 
     def _moveCallLaterSooner(self, delayedCall: Any) -> None:
@@ -247,26 +260,35 @@ class GeventReactor(PosixReactorBase):
             self._arm(delayedCall.time)
 
     def _rearm(self) -> None:
+        # After a pass of timed calls: calls that are due already wait for one poll of the loop,
+        # as in Twisted's mainLoop (runUntilCurrent, then doIteration), so that I/O is not starved.
         timeout = self.timeout()
         if timeout is None:
             self._disarm()
         else:
-            self._arm(self.seconds() + timeout)
+            self._arm(self.seconds() + timeout, before_poll=False)
 
-    def _arm(self, when: float) -> None:
+    def _arm(self, when: float, before_poll: bool = True) -> None:
         self._disarm()
         delay = when - self.seconds()
-        # Never early (libuv counts whole milliseconds and warns below one); at most 1 ms late.
-        timer = self._loop.timer(0.0 if delay <= 0.0 else max(delay, 0.001))
-        timer.start(self._on_timer, update=True)
-        self._timer = timer
+        if delay <= 0.0 and before_poll:
+            # Due now (callLater(0) from input code or a greenlet): run it before the loop polls
+            # again, as Twisted's reactors run due calls before polling.  A zero timer would run
+            # after the next poll's I/O on libuv, and after or before it on libev.
+            self._timer = self._loop.run_callback(self._on_timer)
+        else:
+            # Never early (libuv counts whole milliseconds and warns below one); at most 1 ms late.
+            timer = self._loop.timer(0.0 if delay <= 0.0 else max(delay, 0.001))
+            timer.start(self._on_timer, update=True)
+            self._timer = timer
         self._armed_at = when
 
     def _disarm(self) -> None:
         timer = self._timer
         if timer is not None:
             timer.stop()
-            timer.close()
+            if hasattr(timer, "close"):  # a loop timer; a run_callback entry has nothing to close
+                timer.close()
             self._timer = None
         self._armed_at = math.inf
 
@@ -287,7 +309,31 @@ class GeventReactor(PosixReactorBase):
         idle.append(runner)
 
     def _handle_event(self, selectable: Any, is_read: bool) -> None:
-        callWithLogger(selectable, self._read_or_write, selectable, is_read)
+        # log.callWithLogger(selectable, ...) inlined: the same log context ("system" = the
+        # selectable's logPrefix) pushed on the same per-thread stack, without its four nested
+        # calls: about 0.6 us instead of 1.9 us an event, twice per request/response.
+        try:
+            system = selectable.logPrefix()
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            system = "(buggy logPrefix method)"
+            log.err(system=system)
+        contexts = _context.theContextTracker.currentContext().contexts
+        top = contexts[-1]
+        new = top.copy()
+        log_context = dict(top.get(log.ILogContext) or ())
+        log_context["system"] = system
+        new[log.ILogContext] = log_context
+        contexts.append(new)
+        try:
+            self._read_or_write(selectable, is_read)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            log.err(system=system)
+        finally:
+            contexts.pop()
 
     def _read_or_write(self, selectable: Any, is_read: bool) -> None:
         if selectable.fileno() == -1:
@@ -300,6 +346,22 @@ class GeventReactor(PosixReactorBase):
             self._log.failure(None)
         if why:
             self._disconnectSelectable(selectable, why, is_read)
+            return
+        if (
+            is_read
+            and self._writers.get(selectable, False) is None
+            and selectable not in self._held_writers
+        ):
+            # The protocol wrote while reading: try the write now, in this runner, instead of in
+            # the end-of-pass flush (saves a callback and a runner switch pair per reply).  If
+            # data remains, the flush still arms a watcher for it.
+            try:
+                why = selectable.doWrite()
+            except Exception as e:
+                why = e
+                self._log.failure(None)
+            if why:
+                self._disconnectSelectable(selectable, why, False)
 
     def _hold_for(self, runner: IORunner) -> None:
         # Runs in the runner, as it starts to block: its selectable stops being watched in that
@@ -430,8 +492,7 @@ class GeventReactor(PosixReactorBase):
         if watcher is None:
             self._continuousPolling.removeReader(reader)
             return
-        watcher.stop()
-        watcher.close()
+        self._close_soon(watcher)
 
     def removeWriter(self, writer: Any) -> None:
         """
@@ -442,7 +503,19 @@ class GeventReactor(PosixReactorBase):
             return
         watcher = self._writers.pop(writer)
         if watcher is not None:
-            watcher.stop()
+            self._close_soon(watcher)
+
+    def _close_soon(self, watcher: Any) -> None:
+        # Stopped now, closed once the loop is out of its callbacks: libuv can crash or lose
+        # events when a watcher is closed from inside its own callback (removeReader from doRead).
+        watcher.stop()
+        self._closing.append(watcher)
+        if len(self._closing) == 1:
+            self._loop.run_callback(self._close_watchers)
+
+    def _close_watchers(self) -> None:
+        closing, self._closing = self._closing, []
+        for watcher in closing:
             watcher.close()
 
     def removeAll(self) -> list[Any]:
