@@ -20,11 +20,21 @@ import tomllib
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "conformance" / "trial_outcomes.py"
+
+
+def _current_loop() -> str:
+    import gevent
+
+    return "libuv" if "libuv" in type(gevent.get_hub().loop).__module__ else "libev"
+
+
+# An entry may name the one gevent loop it applies to (`loop = "libuv"`).
 EXCEPTIONS = {
     entry["test"]: entry["reason"]
     for entry in tomllib.loads((HERE / "conformance" / "exceptions.toml").read_text()).get(
         "exception", []
     )
+    if entry.get("loop", _current_loop()) == _current_loop()
 }
 
 # Every ReactorBuilder-based module of twisted/internet/test that applies to a Linux reactor.
