@@ -201,8 +201,7 @@ class GeventReactor(PosixReactorBase):
             # Closed, not only stopped: a watcher left to the garbage collector while the loop
             # runs can crash libuv.
             wake, self._wake = self._wake, None
-            wake.stop()
-            wake.close()
+            self._close_soon(wake)  # crash() may run inside this watcher's own callback
             for watcher in self._readers.values():
                 watcher.stop()
             for watcher in self._writers.values():
@@ -284,12 +283,12 @@ class GeventReactor(PosixReactorBase):
         self._armed_at = when
 
     def _disarm(self) -> None:
-        timer = self._timer
+        timer, self._timer = self._timer, None
         if timer is not None:
-            timer.stop()
-            if hasattr(timer, "close"):  # a loop timer; a run_callback entry has nothing to close
-                timer.close()
-            self._timer = None
+            if hasattr(timer, "close"):
+                self._close_soon(timer)
+            else:
+                timer.stop()  # a run_callback entry: nothing to close
         self._armed_at = math.inf
 
     # -- I/O events: handled in runner greenlets that may block --------------------------------
@@ -339,6 +338,19 @@ class GeventReactor(PosixReactorBase):
         if selectable.fileno() == -1:
             self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
             return
+        if (
+            self._attempt(selectable, is_read)
+            and is_read
+            and self._writers.get(selectable, False) is None
+            and selectable not in self._held_writers
+        ):
+            # The protocol wrote while reading: try the write now, in this runner, instead of in
+            # the end-of-pass flush (saves a callback and a runner switch pair per reply).  If
+            # data remains, the flush still arms a watcher for it.
+            self._attempt(selectable, False)
+
+    def _attempt(self, selectable: Any, is_read: bool) -> bool:
+        # One doRead or doWrite; False if it ended the connection.
         try:
             why = selectable.doRead() if is_read else selectable.doWrite()
         except Exception as e:
@@ -346,22 +358,8 @@ class GeventReactor(PosixReactorBase):
             self._log.failure(None)
         if why:
             self._disconnectSelectable(selectable, why, is_read)
-            return
-        if (
-            is_read
-            and self._writers.get(selectable, False) is None
-            and selectable not in self._held_writers
-        ):
-            # The protocol wrote while reading: try the write now, in this runner, instead of in
-            # the end-of-pass flush (saves a callback and a runner switch pair per reply).  If
-            # data remains, the flush still arms a watcher for it.
-            try:
-                why = selectable.doWrite()
-            except Exception as e:
-                why = e
-                self._log.failure(None)
-            if why:
-                self._disconnectSelectable(selectable, why, False)
+            return False
+        return True
 
     def _hold_for(self, runner: IORunner) -> None:
         # Runs in the runner, as it starts to block: its selectable stops being watched in that
@@ -374,10 +372,14 @@ class GeventReactor(PosixReactorBase):
             self._hold(runner, accepted, True)
         runner.adopted.clear()
 
+    def _direction(self, is_read: bool) -> tuple[set[Any], dict[Any, Any]]:
+        # (held, watched) for reading or writing.
+        if is_read:
+            return self._held_readers, self._readers
+        return self._held_writers, self._writers
+
     def _hold(self, runner: IORunner, selectable: Any, is_read: bool) -> None:
-        held, watched = (
-            (self._held_readers, self._readers) if is_read else (self._held_writers, self._writers)
-        )
+        held, watched = self._direction(is_read)
         if selectable in held:
             return
         held.add(selectable)
@@ -388,11 +390,7 @@ class GeventReactor(PosixReactorBase):
 
     def _release(self, runner: IORunner) -> None:
         for selectable, is_read in runner.held:
-            held, watched = (
-                (self._held_readers, self._readers)
-                if is_read
-                else (self._held_writers, self._writers)
-            )
+            held, watched = self._direction(is_read)
             held.discard(selectable)
             if selectable not in watched:
                 continue
