@@ -2,8 +2,9 @@
 A Twisted reactor driven by gevent's event loop.
 
 I/O readiness, timers and thread wake-ups come from the loop of a gevent hub; there is no second
-poller.  Twisted keeps its own heap of L{DelayedCall}s; the loop holds one timer armed for the
-earliest of them (as Twisted's asyncio reactor does).  I/O events are handled in runner greenlets that
+poller.  Timed calls are Twisted's L{DelayedCall}s in a heap of our own (see
+L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest of them (as
+Twisted's asyncio reactor does).  I/O events are handled in runner greenlets that
 may block (see L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's
 own context (see L{gevent_reactor._context}), where blocking fails at once.
 """
@@ -11,13 +12,12 @@ own context (see L{gevent_reactor._context}), where blocking fails at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent.hub import Hub
 from greenlet import getcurrent, greenlet
-from twisted.internet.base import DelayedCall, ReactorBase
+from twisted.internet.base import ReactorBase
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.posixbase import _NO_FILEDESC, PosixReactorBase, _ContinuousPolling
 from twisted.internet.tcp import BaseClient
@@ -33,6 +33,7 @@ from ._children import ChildWatchers
 from ._context import _ReactorContext
 from ._runners import IORunner, current_runner, is_accepting_port
 from ._threadpool import reactor_thread_pool
+from ._timed_calls import TimedCallHeap
 
 __all__ = ["GeventReactor", "install"]
 
@@ -41,7 +42,7 @@ _WRITE = 2
 
 
 @implementer(IReactorFDSet, IHubReactor)
-class GeventReactor(PosixReactorBase):
+class GeventReactor(TimedCallHeap, PosixReactorBase):
     """
     A Twisted reactor that runs on the loop of a gevent hub (by default, this thread's hub).
 
@@ -71,7 +72,8 @@ class GeventReactor(PosixReactorBase):
         self._continuousPolling = _ContinuousPolling(self)
         self._watching = False
         self._timer: Any = None
-        self._armed_at = math.inf
+        # A timed call due before this arms the loop (TimedCallHeap); -inf while nothing may.
+        self._armed_at = -math.inf
         self._wake: Any = None
         self._children = ChildWatchers(self._loop, self._context.run_job)
         self._parked: greenlet | None = None
@@ -208,6 +210,7 @@ class GeventReactor(PosixReactorBase):
                 if watcher is not None:
                     watcher.stop()
             self._disarm()
+            self._armed_at = -math.inf
 
     # -- the reactor's own context: timed calls and calls from threads ------------------------
 
@@ -222,41 +225,14 @@ class GeventReactor(PosixReactorBase):
         self._context.run_job(self._run_pending)
 
     def _run_pending(self) -> None:
-        # While this runs, callLater must not arm the loop timer: _rearm does it once at the end.
+        # While this runs, callLater must not arm the loop timer: _rearm does it once at the end
+        # (if the reactor still runs).
         self._armed_at = -math.inf
         try:
             self.runUntilCurrent()
         finally:
-            self._armed_at = math.inf
             if self._watching:
                 self._rearm()
-
-    def callLater(
-        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
-    ) -> Any:
-        """
-        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).
-
-        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
-        runs in the reactor's own context, where it must not block.
-        """
-        # ReactorBase.callLater inlined: one frame, one argument re-pack and one clock read less
-        # on the hottest timer path.
-        assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
-        seconds = self.seconds
-        when = seconds() + delay
-        call = DelayedCall(
-            when, callable, args, kw, self._cancelCallLater, self._moveCallLaterSooner, seconds
-        )
-        self._newTimedCalls.append(call)
-        if when < self._armed_at and self._watching:
-            self._arm(when)
-        return call
-
-    def _moveCallLaterSooner(self, delayedCall: Any) -> None:
-        super()._moveCallLaterSooner(delayedCall)
-        if delayedCall.time < self._armed_at and self._watching:
-            self._arm(delayedCall.time)
 
     def _rearm(self) -> None:
         # After a pass of timed calls: calls that are due already wait for one poll of the loop,

@@ -1,0 +1,182 @@
+"""
+Twisted's timed calls, kept in a heap the interpreter can compare in C.
+
+L{ReactorBase} keeps L{DelayedCall}s themselves in its heap, so every sift step calls
+C{DelayedCall.__lt__}, a Python method: under C{callLater} churn that is most of the reactor's time.
+Here the heap holds C{(time, sequence, call)} tuples instead.  Moving a call sooner pushes a new
+entry and leaves the old one stale; stale and cancelled entries are skipped when they come up and
+swept out when they are most of the heap, as Twisted sweeps cancelled calls.  What users see is
+Twisted's: the same L{DelayedCall} objects, C{reset}/C{delay}/C{cancel}, C{getDelayedCalls}, calls
+added by a timed call waiting for the next pass, and failures logged the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from heapq import heapify, heappop, heappush
+from itertools import count
+from typing import Any
+
+from twisted.internet.base import DelayedCall, ReactorBase
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+__all__ = ["TimedCallHeap"]
+
+# Failures are logged under ReactorBase's namespace and messages, as on every reactor.
+_log = Logger(namespace="twisted.internet.base")
+# ReactorBase.timeout's cap: the longest epoll_wait (and libuv) timeout in whole milliseconds.
+_LONGEST = 2147483
+
+
+class TimedCallHeap(ReactorBase):
+    """
+    L{ReactorBase}'s timed calls on a heap of tuples.
+
+    A subclass arms its loop for the earliest call: L{_arm} is called whenever a call is added (or
+    moved) to before C{_armed_at}; setting C{_armed_at} to C{-inf} turns that off.
+    """
+
+    _armed_at: float
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, DelayedCall]] = []
+        # Entries still in the heap that will not fire: cancelled, or left behind by a move.
+        self._dead = 0
+        self._sequence = count()
+        # Bound once: every DelayedCall holds them, and they are made per call otherwise.
+        self._cancel_hook = self._cancelCallLater
+        self._move_hook = self._moveCallLaterSooner
+        super().__init__()
+
+    def _arm(self, when: float) -> None:
+        raise NotImplementedError
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> DelayedCall:
+        """
+        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).  Never blocks.
+        """
+        assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
+        seconds = self.seconds
+        when = seconds() + delay
+        call = DelayedCall(when, callable, args, kw, self._cancel_hook, self._move_hook, seconds)
+        heappush(self._heap, (when, next(self._sequence), call))
+        if when < self._armed_at:
+            self._arm(when)
+        return call
+
+    def _moveCallLaterSooner(self, delayedCall: DelayedCall) -> None:
+        # The old entry stays behind, stale: its time is no longer the call's.
+        self._dead += 1
+        when = delayedCall.time
+        heappush(self._heap, (when, next(self._sequence), delayedCall))
+        if when < self._armed_at:
+            self._arm(when)
+
+    def _cancelCallLater(self, delayedCall: DelayedCall) -> None:
+        self._dead += 1
+
+    def _insertNewDelayedCalls(self) -> None:
+        # Calls go straight into the heap; nothing waits to be inserted.
+        pass
+
+    def getDelayedCalls(self) -> Sequence[IDelayedCall]:
+        """
+        The calls that are scheduled and not cancelled.  Never blocks.
+        """
+        live = (
+            call
+            for when, _, call in self._heap
+            if when == call.time and not (call.cancelled or call.called)
+        )
+        return list(dict.fromkeys(live))
+
+    def _next_time(self) -> float | None:
+        # The time of the earliest live entry, dropping the dead ones in front of it.
+        heap = self._heap
+        while heap:
+            when, _, call = heap[0]
+            if when == call.time and not (call.cancelled or call.called):
+                return when
+            heappop(heap)
+            self._dead -= 1
+        return None
+
+    def timeout(self) -> float | None:
+        """
+        The longest the loop may sleep before a timed call is due, or C{None}.  Never blocks.
+        """
+        when = self._next_time()
+        if when is None:
+            return None
+        return min(_LONGEST, max(0.0, when - self.seconds()))
+
+    def runUntilCurrent(self) -> None:
+        """
+        Run the calls from threads and the timed calls that are due.
+
+        Never blocks.  The calls run here, in the reactor's own context.
+        """
+        if self.threadCallQueue:
+            # As ReactorBase: calls queued while these run wait for the next pass.
+            queue = self.threadCallQueue
+            done, total = 0, len(queue)
+            for f, a, kw in queue:
+                try:
+                    f(*a, **kw)
+                except BaseException:
+                    _log.failure("while calling from thread")
+                done += 1
+                if done == total:
+                    break
+            del queue[:done]
+            if queue:
+                self.wakeUp()
+
+        heap = self._heap
+        # Calls scheduled by the calls run here wait for the next pass, as on every reactor.
+        first_new = next(self._sequence)
+        now = self.seconds()
+        while heap and heap[0][0] <= now and heap[0][1] < first_new:
+            when, sequence, call = heappop(heap)
+            if when != call.time or call.cancelled or call.called:
+                self._dead -= 1
+                continue
+            if call.delayed_time > 0.0:
+                # Delayed: back in at its new time, under its own (unique) sequence number.
+                call.activate_delay()
+                heappush(heap, (call.time, sequence, call))
+                continue
+            call.called = 1
+            try:
+                call.func(*call.args, **call.kw)
+            except BaseException:
+                _log_timed_call_failure(call)
+
+        if self._dead > 50 and self._dead > len(heap) >> 1:
+            self._heap = [
+                entry
+                for entry in self._heap
+                if entry[0] == entry[2].time and not (entry[2].cancelled or entry[2].called)
+            ]
+            heapify(self._heap)
+            self._dead = 0
+
+        if self._justStopped:
+            self._justStopped = False
+            self.fireSystemEvent("shutdown")
+
+
+def _log_timed_call_failure(call: DelayedCall) -> None:
+    creator = call.creator
+    if creator:
+        _log.failure(
+            "while handling timed call {previous}",
+            previous="\n C: from a DelayedCall created here:\n C:"
+            + "".join(creator).rstrip().replace("\n", "\n C:")
+            + "\n",
+        )
+    else:
+        _log.failure("while handling timed call")

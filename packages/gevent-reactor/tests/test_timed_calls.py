@@ -1,0 +1,110 @@
+"""The timed-call heap (gevent_reactor._timed_calls): Twisted's DelayedCall semantics on tuples."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet.base import DelayedCall
+from twisted.internet.defer import Deferred
+
+from gevent_reactor import GeventReactor
+
+
+def test_equal_times_fire_in_the_order_scheduled(reactor: GeventReactor, run_until) -> None:
+    fired: list[int] = []
+    for i in range(300):
+        reactor.callLater(0, fired.append, i)
+    run_until(reactor, lambda: len(fired) == 300)
+    assert fired == list(range(300))
+
+
+def test_calls_made_by_a_timed_call_wait_for_the_next_pass(
+    reactor: GeventReactor, run_until
+) -> None:
+    # As ReactorBase: a callLater(0) made while timed calls run does not run in that same pass,
+    # so calls already due go first.
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("first")
+        reactor.callLater(0, order.append, "made by first")
+
+    reactor.callLater(0, first)
+    reactor.callLater(0, order.append, "second")
+    run_until(reactor, lambda: len(order) == 3)
+    assert order == ["first", "second", "made by first"]
+
+
+def test_moved_sooner_fires_once_at_its_new_time(reactor: GeventReactor, run_until) -> None:
+    fired: list[float] = []
+    started = time.monotonic()
+    call = reactor.callLater(0.4, lambda: fired.append(time.monotonic() - started))
+    call.reset(0.05)  # sooner: a second heap entry; the first one is stale
+    assert reactor.getDelayedCalls() == [call]
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0.6, done.callback, None)
+    run_until(reactor, done)
+    assert len(fired) == 1, fired
+    assert 0.04 <= fired[0] < 0.35
+
+
+def test_sooner_then_later_fires_once(reactor: GeventReactor, run_until) -> None:
+    fired: list[float] = []
+    started = time.monotonic()
+    call = reactor.callLater(0.5, lambda: fired.append(time.monotonic() - started))
+    call.reset(0.05)  # sooner
+    call.delay(0.1)  # and later again, from the new time: about 0.15 s
+    call.delay(-0.02)  # and a little sooner: about 0.13 s
+    assert reactor.getDelayedCalls() == [call]
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0.8, done.callback, None)
+    run_until(reactor, done)
+    assert len(fired) == 1, fired
+    assert 0.12 <= fired[0] < 0.45
+
+
+def test_cancelled_calls_are_swept_out(reactor: GeventReactor, run_until) -> None:
+    calls = [reactor.callLater(60 + i, lambda: None) for i in range(1000)]
+    for call in calls[:900]:
+        call.cancel()
+    assert set(reactor.getDelayedCalls()) == set(calls[900:])
+    done: Deferred[None] = Deferred()
+    reactor.callLater(0, done.callback, None)
+    run_until(reactor, done)
+    # A pass of timed calls sweeps dead entries once they are most of the heap, as ReactorBase
+    # does for cancelled calls: the heap does not keep the 900.
+    assert len(reactor._heap) == 100
+    assert reactor.getDelayedCalls()[0].getTime() >= calls[900].getTime() - 1e-6
+
+
+def test_a_failing_call_is_logged_and_the_rest_run(
+    reactor: GeventReactor, run_until, logged_failures
+) -> None:
+    fired: list[str] = []
+
+    def fail() -> None:
+        raise ZeroDivisionError("timed call failed")
+
+    reactor.callLater(0, fired.append, "before")
+    reactor.callLater(0, fail)
+    reactor.callLater(0, fired.append, "after")
+    run_until(reactor, lambda: len(fired) == 2)
+    assert fired == ["before", "after"]
+    assert [f.type for f in logged_failures] == [ZeroDivisionError]
+
+
+def test_calls_are_twisted_delayed_calls(reactor: GeventReactor) -> None:
+    call = reactor.callLater(10, lambda: None)
+    assert isinstance(call, DelayedCall)
+    assert call.active()
+    assert 9.0 < call.getTime() - reactor.seconds() <= 10.0
+    call.cancel()
+    assert reactor.getDelayedCalls() == []
+
+
+def test_timeout_is_the_earliest_live_call(reactor: GeventReactor) -> None:
+    soon = reactor.callLater(1, lambda: None)
+    reactor.callLater(5, lambda: None)
+    assert 0.5 < reactor.timeout() <= 1.0
+    soon.cancel()
+    assert 4.5 < reactor.timeout() <= 5.0
