@@ -398,3 +398,66 @@ def test_blocking_connection_made_on_a_unix_port(
     assert took < MEANWHILE
     assert slow_reply == b"early"
     assert factory.log_by_conn[0] == ["made-start", "made-end", "data:early"]
+
+
+class _SleepyPullProducer:
+    """A pull producer whose resumeProducing blocks for SLEEP seconds once armed."""
+
+    def __init__(self, transport, log: list[tuple[str, float]]) -> None:
+        self.transport = transport
+        self.log = log
+        self.armed = False
+
+    def resumeProducing(self) -> None:
+        if not self.armed:
+            return  # registerProducer's own first call
+        self.armed = False
+        self.log.append(("producer-start", time.monotonic()))
+        gevent.sleep(SLEEP)
+        self.log.append(("producer-end", time.monotonic()))
+        self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def test_a_blocking_producer_does_not_hold_other_writes_of_its_pass(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # Writes made outside input handling go out together at the end of the loop's pass, in one
+    # runner.  Here the first of them resumes a producer that blocks: the other connections'
+    # writes must still go out at once, not after it.
+    transports: list = []
+
+    class Collect(Protocol):
+        def connectionMade(self) -> None:
+            transports.append(self.transport)
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Collect), interface="127.0.0.1")
+    log: list[tuple[str, float]] = []
+
+    def scenario() -> dict[str, object]:
+        clients = [_client(port.getHost().port) for _ in range(3)]
+        while len(transports) < 3:
+            gevent.sleep(0.01)
+        producer = _SleepyPullProducer(transports[0], log)
+        transports[0].registerProducer(producer, False)
+        producer.armed = True
+        started = time.monotonic()
+        for transport, data in zip(transports, (b"a", b"b", b"c")):
+            transport.write(data)  # all three in the same pass
+        took = {}
+        for name, client in zip(("b", "c"), clients[1:]):
+            assert client.recv(10) == name.encode()
+            took[name] = time.monotonic() - started
+        assert clients[0].recv(10) == b"a"
+        while len(log) < 2:
+            gevent.sleep(0.01)
+        for client in clients:
+            client.close()
+        return took
+
+    took = run_until(reactor, spawn(scenario))
+    assert took["b"] < MEANWHILE and took["c"] < MEANWHILE, took
+    assert [event for event, _ in log] == ["producer-start", "producer-end"]
+    assert log[1][1] - log[0][1] >= SLEEP * 0.9

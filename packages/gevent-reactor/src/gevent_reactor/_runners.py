@@ -49,6 +49,39 @@ class IORunner(greenlet):
         self.held: list[tuple[Any, bool]] = []
         # Readers registered by this job (connections accepted by a port's doRead).
         self.adopted: list[Any] = []
+        # A batch of writers to try (the end-of-pass flush), and where in it the job is.
+        self._batch: list[Any] | None = None
+        self._next = 0
+
+    def start_batch(self, writers: list[Any]) -> None:
+        """
+        Make this idle runner's job a write attempt for each of C{writers}, in order.
+        """
+        self._batch = writers
+        self._next = 0
+        self.selectable = writers[0]
+        self.is_read = False
+
+    def batch_items(self) -> Any:
+        """
+        The writers of the batch, each marked as this job's selectable while it is tried.
+        """
+        batch = self._batch
+        while batch is not None and self._next < len(batch):
+            writer = batch[self._next]
+            self._next += 1
+            self.selectable = writer
+            yield writer
+
+    def rest_of_batch(self) -> list[Any]:
+        """
+        Take the writers of the batch not tried yet (none if the job is not a batch).
+        """
+        batch = self._batch
+        if batch is None:
+            return []
+        self._batch = None
+        return batch[self._next :]
 
     def switch_out(self) -> None:
         # gevent calls this just before a blocking switch to the hub: the job is about to wait.
@@ -60,8 +93,11 @@ class IORunner(greenlet):
         to_hub = greenlet.switch
         hub = self.parent
         while True:
-            selectable = self.selectable
-            reactor._handle_event(selectable, self.is_read)
+            if self._batch is not None:
+                reactor._write_batch(self)
+                self._batch = None
+            else:
+                reactor._handle_event(self.selectable, self.is_read)
             self.selectable = None
             if self.adopted:
                 self.adopted.clear()
