@@ -444,10 +444,10 @@ def test_a_blocking_producer_does_not_hold_other_writes_of_its_pass(
         transports[0].registerProducer(producer, False)
         producer.armed = True
         started = time.monotonic()
-        for transport, data in zip(transports, (b"a", b"b", b"c")):
+        for transport, data in zip(transports, (b"a", b"b", b"c"), strict=True):
             transport.write(data)  # all three in the same pass
         took = {}
-        for name, client in zip(("b", "c"), clients[1:]):
+        for name, client in zip(("b", "c"), clients[1:], strict=True):
             assert client.recv(10) == name.encode()
             took[name] = time.monotonic() - started
         assert clients[0].recv(10) == b"a"

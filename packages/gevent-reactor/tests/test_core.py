@@ -6,6 +6,7 @@ import socket
 import time
 
 import gevent
+import gevent.socket
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.error import AlreadyCalled, ReactorAlreadyRunning, ReactorNotRunning
@@ -274,3 +275,44 @@ def test_seconds_follows_real_time(reactor: GeventReactor) -> None:
     before = reactor.seconds()
     time.sleep(0.05)
     assert reactor.seconds() - before >= 0.04
+
+
+def test_input_code_logs_under_its_transports_log_prefix(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # As every reactor (log.callWithLogger): legacy log.msg calls made while handling a
+    # connection's input carry its transport's logPrefix as "system".
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.logger import globalLogPublisher
+    from twisted.python import log as legacy_log
+
+    prefixes: list[str] = []
+    events: list[dict] = []
+
+    class Logs(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            prefixes.append(self.transport.logPrefix())
+            legacy_log.msg("got data", marker="input-logged")
+            self.transport.write(data)
+
+    def observe(event: dict) -> None:
+        if event.get("marker") == "input-logged":
+            events.append(event)
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Logs), interface="127.0.0.1")
+
+    def client() -> bytes:
+        sock = gevent.socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+        try:
+            sock.sendall(b"x")
+            return sock.recv(1)
+        finally:
+            sock.close()
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        assert run_until(reactor, spawn(client)) == b"x"
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert prefixes and prefixes[0].startswith("Logs,")
+    assert [e["log_system"] for e in events] == prefixes

@@ -297,13 +297,16 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         except BaseException:
             system = "(buggy logPrefix method)"
             log.err(system=system)
-        contexts = _context.theContextTracker.currentContext().contexts
-        top = contexts[-1]
-        new = top.copy()
-        log_context = dict(top.get(log.ILogContext) or ())
+        tracker = _context.theContextTracker.currentContext()
+        contexts = tracker.contexts
+        # As log.callWithContext: a copy of the innermost log context, which is almost always
+        # on top of the stack (getContext searches it, slowly).
+        base = contexts[-1].get(log.ILogContext)
+        if base is None:
+            base = tracker.getContext(log.ILogContext, {})
+        log_context = base.copy()
         log_context["system"] = system
-        new[log.ILogContext] = log_context
-        contexts.append(new)
+        contexts.append({log.ILogContext: log_context})
         try:
             self._read_or_write(selectable, is_read)
         except KeyboardInterrupt:
