@@ -49,7 +49,8 @@ class IORunner(greenlet):
         self.held: list[tuple[Any, bool]] = []
         # Readers registered by this job (connections accepted by a port's doRead).
         self.adopted: list[Any] = []
-        # A batch of writers to try (the end-of-pass flush), and where in it the job is.
+        # A batch of writers to try (the end-of-pass flush), and where in it the job is.  None
+        # when the job is one event, or once the rest of the batch was handed back.
         self._batch: list[Any] | None = None
         self._next = 0
 
@@ -59,6 +60,7 @@ class IORunner(greenlet):
         """
         self._batch = writers
         self._next = 0
+        # A job is running while its selectable is set (the dispatcher waits on it).
         self.selectable = writers[0]
         self.is_read = False
 
@@ -66,9 +68,9 @@ class IORunner(greenlet):
         """
         The writers of the batch, each marked as this job's selectable while it is tried.
         """
-        batch = self._batch
-        while batch is not None and self._next < len(batch):
-            writer = batch[self._next]
+        # Ends once the rest of the batch is handed back (rest_of_batch).
+        while self._batch is not None and self._next < len(self._batch):
+            writer = self._batch[self._next]
             self._next += 1
             self.selectable = writer
             yield writer

@@ -56,7 +56,10 @@ class TimedCallHeap(ReactorBase):
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
     ) -> DelayedCall:
         """
-        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).  Never blocks.
+        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).
+
+        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
+        runs in the reactor's own context, where it must not block.
         """
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
         seconds = self.seconds
@@ -86,20 +89,15 @@ class TimedCallHeap(ReactorBase):
         """
         The calls that are scheduled and not cancelled.  Never blocks.
         """
-        live = (
-            call
-            for when, _, call in self._heap
-            if when == call.time and not (call.cancelled or call.called)
-        )
-        return list(dict.fromkeys(live))
+        # A call moved sooner and back may have two live entries: list it once.
+        return list(dict.fromkeys(entry[2] for entry in self._heap if _is_live(entry)))
 
     def _next_time(self) -> float | None:
         # The time of the earliest live entry, dropping the dead ones in front of it.
         heap = self._heap
         while heap:
-            when, _, call = heap[0]
-            if when == call.time and not (call.cancelled or call.called):
-                return when
+            if _is_live(heap[0]):
+                return heap[0][0]
             heappop(heap)
             self._dead -= 1
         return None
@@ -140,10 +138,11 @@ class TimedCallHeap(ReactorBase):
         first_new = next(self._sequence)
         now = self.seconds()
         while heap and heap[0][0] <= now and heap[0][1] < first_new:
-            when, sequence, call = heappop(heap)
-            if when != call.time or call.cancelled or call.called:
+            entry = heappop(heap)
+            if not _is_live(entry):
                 self._dead -= 1
                 continue
+            _, sequence, call = entry
             if call.delayed_time > 0.0:
                 # Delayed: back in at its new time, under its own (unique) sequence number.
                 call.activate_delay()
@@ -156,17 +155,20 @@ class TimedCallHeap(ReactorBase):
                 _log_timed_call_failure(call)
 
         if self._dead > 50 and self._dead > len(heap) >> 1:
-            self._heap = [
-                entry
-                for entry in self._heap
-                if entry[0] == entry[2].time and not (entry[2].cancelled or entry[2].called)
-            ]
+            self._heap = [entry for entry in self._heap if _is_live(entry)]
             heapify(self._heap)
             self._dead = 0
 
         if self._justStopped:
             self._justStopped = False
             self.fireSystemEvent("shutdown")
+
+
+def _is_live(entry: tuple[float, int, DelayedCall]) -> bool:
+    # Whether a heap entry is still its call's: not cancelled, not called, not left behind by
+    # a move (its time is then no longer the call's).
+    when, _, call = entry
+    return when == call.time and not (call.cancelled or call.called)
 
 
 def _log_timed_call_failure(call: DelayedCall) -> None:
