@@ -461,3 +461,36 @@ def test_a_blocking_producer_does_not_hold_other_writes_of_its_pass(
     assert took["b"] < MEANWHILE and took["c"] < MEANWHILE, took
     assert [event for event, _ in log] == ["producer-start", "producer-end"]
     assert log[1][1] - log[0][1] >= SLEEP * 0.9
+
+
+def test_a_blocking_reader_does_not_hold_other_input_of_its_pass(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # Input that arrives together is handled together, in one runner, at the end of the loop's
+    # pass (on libev).  Whichever connection's line blocks, wherever it comes in that pass, the
+    # others must be answered at once, not after it.
+    factory = _sleepy_factory()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
+
+    def scenario() -> list[dict[int, float]]:
+        clients = [_client(port) for _ in range(3)]
+        rounds = []
+        for sleeper in range(len(clients)):
+            started = time.monotonic()
+            for i, client in enumerate(clients):
+                # No switch between these sends: the loop sees all three in one poll.
+                client.sendall(b"sleep\r\n" if i == sleeper else b"line%d\r\n" % i)
+            took = {}
+            for i, client in enumerate(clients):
+                if i != sleeper:
+                    assert _read_lines(client, 1) == [b"line%d" % i]
+                    took[i] = time.monotonic() - started
+            assert _read_lines(clients[sleeper], 1) == [b"slept"]
+            rounds.append(took)
+        for client in clients:
+            client.close()
+        return rounds
+
+    rounds = run_until(reactor, spawn(scenario), timeout=10)
+    for took in rounds:
+        assert all(t < MEANWHILE for t in took.values()), rounds

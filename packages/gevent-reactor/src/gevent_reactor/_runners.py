@@ -49,35 +49,34 @@ class IORunner(greenlet):
         self.held: list[tuple[Any, bool]] = []
         # Readers registered by this job (connections accepted by a port's doRead).
         self.adopted: list[Any] = []
-        # A batch of writers to try (the end-of-pass flush), and where in it the job is.  None
-        # when the job is one event, or once the rest of the batch was handed back.
-        self._batch: list[Any] | None = None
+        # A batch of events (the ready events or the writes of a pass of the loop), and where in
+        # it the job is.  None when the job is one event, or once the rest was handed back.
+        self._batch: list[tuple[Any, bool]] | None = None
         self._next = 0
 
-    def start_batch(self, writers: list[Any]) -> None:
+    def start_batch(self, events: list[tuple[Any, bool]]) -> None:
         """
-        Make this idle runner's job a write attempt for each of C{writers}, in order.
+        Make this idle runner's job the handling of each of C{events} (selectable, is_read), in order.
         """
-        self._batch = writers
+        self._batch = events
         self._next = 0
         # A job is running while its selectable is set (the dispatcher waits on it).
-        self.selectable = writers[0]
-        self.is_read = False
+        self.selectable, self.is_read = events[0]
 
     def batch_items(self) -> Any:
         """
-        The writers of the batch, each marked as this job's selectable while it is tried.
+        The events of the batch, each marked as this job's selectable and direction while handled.
         """
         # Ends once the rest of the batch is handed back (rest_of_batch).
         while self._batch is not None and self._next < len(self._batch):
-            writer = self._batch[self._next]
+            event = self._batch[self._next]
             self._next += 1
-            self.selectable = writer
-            yield writer
+            self.selectable, self.is_read = event
+            yield event
 
-    def rest_of_batch(self) -> list[Any]:
+    def rest_of_batch(self) -> list[tuple[Any, bool]]:
         """
-        Take the writers of the batch not tried yet (none if the job is not a batch).
+        Take the events of the batch not handled yet (none if the job is not a batch).
         """
         batch = self._batch
         if batch is None:
@@ -96,7 +95,7 @@ class IORunner(greenlet):
         hub = self.parent
         while True:
             if self._batch is not None:
-                reactor._write_batch(self)
+                reactor._run_batch(self)
                 self._batch = None
             else:
                 reactor._handle_event(self.selectable, self.is_read)
