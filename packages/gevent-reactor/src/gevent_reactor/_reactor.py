@@ -300,28 +300,33 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         self._dispatch(runner)
 
     def _run_batch(self, runner: IORunner) -> None:
-        # In the runner: each event of the batch, then the writes they caused, back to back.
+        # In the runner: each event of the batch, then the writes they caused, back to back,
+        # under one log context whose "system" follows the event (one push for the batch).
         readers, writers = self._readers, self._writers
         held_readers, held_writers = self._held_readers, self._held_writers
-        while True:
-            for selectable, is_read in runner.batch_items():
-                if is_read:
-                    if selectable not in readers or selectable in held_readers:
-                        continue  # removed or held since the event was queued
-                elif selectable not in writers or selectable in held_writers:
-                    continue
-                self._handle_event(selectable, is_read, False)
-                if runner.blocked:
-                    # _hold_for handed the rest of the batch back, and _release will arm this
-                    # writer's watcher, if it needs one, when the job is done.
+        contexts, log_context = _push_log_context()
+        try:
+            while True:
+                for selectable, is_read in runner.batch_items():
+                    if is_read:
+                        if selectable not in readers or selectable in held_readers:
+                            continue  # removed or held since the event was queued
+                    elif selectable not in writers or selectable in held_writers:
+                        continue
+                    self._handle_in(log_context, selectable, is_read, False)
+                    if runner.blocked:
+                        # _hold_for handed the rest of the batch back, and _release will arm
+                        # this writer's watcher, if it needs one, when the job is done.
+                        return
+                    if not is_read and writers.get(selectable, False) is None:
+                        if selectable not in held_writers:
+                            self._arm_writer(selectable)
+                if not self._write_soon:
                     return
-                if not is_read and writers.get(selectable, False) is None:
-                    if selectable not in held_writers:
-                        self._arm_writer(selectable)
-            if not self._write_soon:
-                return
-            pending, self._write_soon = self._write_soon, []
-            runner.start_batch([(writer, False) for writer in pending])
+                pending, self._write_soon = self._write_soon, []
+                runner.start_batch([(writer, False) for writer in pending])
+        finally:
+            contexts.pop()
 
     def _dispatch(self, runner: IORunner) -> None:
         runner.switch()
@@ -333,10 +338,17 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
             runner.switch()
         self._idle_runners.append(runner)
 
-    def _handle_event(self, selectable: Any, is_read: bool, alone: bool = True) -> None:
-        # log.callWithLogger(selectable, ...) inlined: the same log context ("system" = the
-        # selectable's logPrefix) pushed on the same per-thread stack, without its four nested
-        # calls: about 0.6 us instead of 1.9 us an event, twice per request/response.
+    def _handle_event(self, selectable: Any, is_read: bool) -> None:
+        # One event in its own runner (its reply may go out at once).
+        contexts, log_context = _push_log_context()
+        try:
+            self._handle_in(log_context, selectable, is_read, True)
+        finally:
+            contexts.pop()
+
+    def _handle_in(self, log_context: dict, selectable: Any, is_read: bool, alone: bool) -> None:
+        # As log.callWithLogger(selectable, ...): "system" is the selectable's logPrefix while
+        # it reads or writes, and what it raises is logged there.
         try:
             system = selectable.logPrefix()
         except KeyboardInterrupt:
@@ -344,24 +356,13 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         except BaseException:
             system = "(buggy logPrefix method)"
             log.err(system=system)
-        tracker = _context.theContextTracker.currentContext()
-        contexts = tracker.contexts
-        # As log.callWithContext: a copy of the innermost log context, which is almost always
-        # on top of the stack (getContext searches it, slowly).
-        base = contexts[-1].get(log.ILogContext)
-        if base is None:
-            base = tracker.getContext(log.ILogContext, {})
-        log_context = base.copy()
         log_context["system"] = system
-        contexts.append({log.ILogContext: log_context})
         try:
             self._read_or_write(selectable, is_read, alone)
         except KeyboardInterrupt:
             raise
         except BaseException:
             log.err(system=system)
-        finally:
-            contexts.pop()
 
     def _read_or_write(self, selectable: Any, is_read: bool, alone: bool) -> None:
         if selectable.fileno() == -1:
@@ -590,6 +591,22 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         process = super().spawnProcess(processProtocol, executable, *args, **kwargs)
         self._children.watch(process, self._started)
         return process
+
+
+def _push_log_context() -> tuple[list[dict], dict]:
+    # As log.callWithContext, without its nested calls (about 0.4 us instead of 1.9 us): a copy
+    # of the innermost log context pushed on the per-thread context stack.  Returns the stack
+    # (the caller pops it) and the copy (the caller sets its "system").
+    tracker = _context.theContextTracker.currentContext()
+    contexts = tracker.contexts
+    # The innermost log context is almost always on top of the stack (getContext searches it,
+    # slowly).
+    base = contexts[-1].get(log.ILogContext)
+    if base is None:
+        base = tracker.getContext(log.ILogContext, {})
+    log_context = base.copy()
+    contexts.append({log.ILogContext: log_context})
+    return contexts, log_context
 
 
 # Module-level, as in Twisted's own reactor modules: code that re-creates a reactor in a child process
