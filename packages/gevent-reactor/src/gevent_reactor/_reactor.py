@@ -4,9 +4,10 @@ A Twisted reactor driven by gevent's event loop.
 I/O readiness, timers and thread wake-ups come from the loop of a gevent hub; there is no second
 poller.  Timed calls are Twisted's L{DelayedCall}s in a heap of our own (see
 L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest of them (as
-Twisted's asyncio reactor does).  I/O events are handled in runner greenlets that
-may block (see L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's
-own context (see L{gevent_reactor._context}), where blocking fails at once.
+Twisted's asyncio reactor does).  Readers and writers have loop watchers, and their events are
+handled in runner greenlets that may block (see L{gevent_reactor._fdset} and
+L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's own context
+(see L{gevent_reactor._context}), where blocking fails at once.
 """
 
 from __future__ import annotations
@@ -19,11 +20,7 @@ from gevent.hub import Hub
 from greenlet import getcurrent, greenlet
 from twisted.internet.base import ReactorBase
 from twisted.internet.interfaces import IReactorFDSet
-from twisted.internet.posixbase import _NO_FILEDESC, PosixReactorBase, _ContinuousPolling
-from twisted.internet.tcp import BaseClient
-from twisted.logger import Logger
-from twisted.python import context as _context
-from twisted.python import log
+from twisted.internet.posixbase import PosixReactorBase, _ContinuousPolling
 from zope.interface import implementer
 
 from gevent_deferred import IHubReactor
@@ -31,26 +28,21 @@ from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
 from ._context import _ReactorContext
-from ._runners import IORunner, current_runner, is_accepting_port
+from ._fdset import LoopFDSet
 from ._threadpool import reactor_thread_pool
 from ._timed_calls import TimedCallHeap
 
 __all__ = ["GeventReactor", "install"]
 
-_READ = 1
-_WRITE = 2
-
 
 @implementer(IReactorFDSet, IHubReactor)
-class GeventReactor(TimedCallHeap, PosixReactorBase):
+class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
     """
     A Twisted reactor that runs on the loop of a gevent hub (by default, this thread's hub).
 
     Protocol input code (C{dataReceived}, C{connectionMade}, ...) may block the current greenlet with
     gevent; only that connection waits.  Timed calls and C{callFromThread} calls must not block.
     """
-
-    _log = Logger()
 
     def __init__(self, hub: Hub | None = None) -> None:
         if hub is None:
@@ -59,17 +51,8 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
             raise TypeError(f"hub: expected a gevent Hub or None, got {hub!r}")
         self.hub = hub
         self._loop = hub.loop
-        self._readers: dict[Any, Any] = {}
-        # A writer's watcher is None until a write attempt left data behind (see addWriter).
-        self._writers: dict[Any, Any] = {}
-        self._write_soon: list[Any] = []
-        # I/O events of the current pass of the loop, handled together at its end (see _on_io).
-        self._ready: list[tuple[Any, bool]] = []
+        self._init_fdset()
         self._closing: list[Any] = []
-        self._flush_scheduled = False
-        self._held_readers: set[Any] = set()
-        self._held_writers: set[Any] = set()
-        self._idle_runners: list[IORunner] = []
         self._context = _ReactorContext(hub)
         self._continuousPolling = _ContinuousPolling(self)
         self._watching = False
@@ -189,28 +172,14 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         if on:
             self._wake = self._loop.async_()
             self._wake.start(self._on_wake)
-            for selectable, watcher in self._readers.items():
-                if selectable not in self._held_readers:
-                    watcher.start(self._on_io, selectable, True)
-            for selectable, watcher in self._writers.items():
-                if selectable in self._held_writers:
-                    continue
-                if watcher is None:
-                    self._write_soon.append(selectable)
-                else:
-                    watcher.start(self._on_io, selectable, False)
-            self._schedule_flush()
+            self._start_watchers()
             self._rearm()
         else:
             # Closed, not only stopped: a watcher left to the garbage collector while the loop
             # runs can crash libuv.
             wake, self._wake = self._wake, None
             self._close_soon(wake)  # crash() may run inside this watcher's own callback
-            for watcher in self._readers.values():
-                watcher.stop()
-            for watcher in self._writers.values():
-                if watcher is not None:
-                    watcher.stop()
+            self._stop_watchers()
             self._disarm()
             self._armed_at = -math.inf
 
@@ -269,271 +238,7 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
                 timer.stop()  # a run_callback entry: nothing to close
         self._armed_at = math.inf
 
-    # -- I/O events: handled in runner greenlets that may block --------------------------------
-
-    def _on_io(self, selectable: Any, is_read: bool) -> None:
-        ready = self._ready
-        if ready or self._loop.pendingcnt:
-            # More events wait in this pass (libev counts them; libuv does not, so there each
-            # event has its own runner): all of them go to one runner at the end of the pass,
-            # one switch pair per pass instead of one per event.
-            ready.append((selectable, is_read))
-            if len(ready) == 1:
-                self._loop.run_callback(self._run_ready)
-            return
-        idle = self._idle_runners
-        runner = idle.pop() if idle else IORunner(self)
-        runner.selectable = selectable
-        runner.is_read = is_read
-        self._dispatch(runner)
-
-    def _run_ready(self) -> None:
-        ready, self._ready = self._ready, []
-        if ready and self._watching:
-            # (When not watching, the loop reports them again once the reactor runs.)
-            self._run_in_runner(ready)
-
-    def _run_in_runner(self, events: list[tuple[Any, bool]]) -> None:
-        idle = self._idle_runners
-        runner = idle.pop() if idle else IORunner(self)
-        runner.start_batch(events)
-        self._dispatch(runner)
-
-    def _run_batch(self, runner: IORunner) -> None:
-        # In the runner: each event of the batch, then the writes they caused, back to back,
-        # under one log context whose "system" follows the event (one push for the batch).
-        readers, writers = self._readers, self._writers
-        held_readers, held_writers = self._held_readers, self._held_writers
-        contexts, log_context = _push_log_context()
-        try:
-            while True:
-                for selectable, is_read in runner.batch_items():
-                    if is_read:
-                        if selectable not in readers or selectable in held_readers:
-                            continue  # removed or held since the event was queued
-                    elif selectable not in writers or selectable in held_writers:
-                        continue
-                    self._handle_in(log_context, selectable, is_read, False)
-                    if runner.blocked:
-                        # _hold_for handed the rest of the batch back, and _release will arm
-                        # this writer's watcher, if it needs one, when the job is done.
-                        return
-                    if not is_read and writers.get(selectable, False) is None:
-                        if selectable not in held_writers:
-                            self._arm_writer(selectable)
-                if not self._write_soon:
-                    return
-                pending, self._write_soon = self._write_soon, []
-                runner.start_batch([(writer, False) for writer in pending])
-        finally:
-            contexts.pop()
-
-    def _dispatch(self, runner: IORunner) -> None:
-        runner.switch()
-        while runner.selectable is not None:
-            if runner.blocked:
-                # It waits on gevent; it returns itself to the free list when done.
-                return
-            # Control came back through a raw switch elsewhere before the job was done.
-            runner.switch()
-        self._idle_runners.append(runner)
-
-    def _handle_event(self, selectable: Any, is_read: bool) -> None:
-        # One event in its own runner (its reply may go out at once).
-        contexts, log_context = _push_log_context()
-        try:
-            self._handle_in(log_context, selectable, is_read, True)
-        finally:
-            contexts.pop()
-
-    def _handle_in(self, log_context: dict, selectable: Any, is_read: bool, alone: bool) -> None:
-        # As log.callWithLogger(selectable, ...): "system" is the selectable's logPrefix while
-        # it reads or writes, and what it raises is logged there.
-        try:
-            system = selectable.logPrefix()
-        except KeyboardInterrupt:
-            raise
-        except BaseException:
-            system = "(buggy logPrefix method)"
-            log.err(system=system)
-        log_context["system"] = system
-        try:
-            self._read_or_write(selectable, is_read, alone)
-        except KeyboardInterrupt:
-            raise
-        except BaseException:
-            log.err(system=system)
-
-    def _read_or_write(self, selectable: Any, is_read: bool, alone: bool) -> None:
-        if selectable.fileno() == -1:
-            self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
-            return
-        if (
-            self._attempt(selectable, is_read)
-            and alone
-            and is_read
-            and self._writers.get(selectable, False) is None
-            and selectable not in self._held_writers
-        ):
-            # The protocol wrote while reading the only event of this pass of the loop: send the
-            # reply now, in this runner (lowest latency, no flush).  The replies of a busy pass go
-            # out together after its events: on loopback, replies sent together wake their idle
-            # peers less often (twisted.web keep-alive: about 8% more requests/s).
-            self._attempt(selectable, False)
-
-    def _attempt(self, selectable: Any, is_read: bool) -> bool:
-        # One doRead or doWrite; False if it ended the connection.
-        try:
-            why = selectable.doRead() if is_read else selectable.doWrite()
-        except Exception as e:
-            why = e
-            self._log.failure(None)
-        if why:
-            self._disconnectSelectable(selectable, why, is_read)
-            return False
-        return True
-
-    def _hold_for(self, runner: IORunner) -> None:
-        # Runs in the runner, as it starts to block: its selectable stops being watched in that
-        # direction, and so do the connections it accepted, until the job is done.  The rest of
-        # a batch of writes goes to the next flush: one blocked writer must not hold the others.
-        for event in runner.rest_of_batch():
-            self._ready.append(event)
-            if len(self._ready) == 1:
-                self._loop.run_callback(self._run_ready)
-        if not runner.held:
-            selectable = runner.selectable
-            if not (runner.is_read and is_accepting_port(selectable)):
-                self._hold(runner, selectable, runner.is_read)
-        for accepted in runner.adopted:
-            self._hold(runner, accepted, True)
-        runner.adopted.clear()
-
-    def _direction(self, is_read: bool) -> tuple[set[Any], dict[Any, Any]]:
-        # (held, watched) for reading or writing.
-        if is_read:
-            return self._held_readers, self._readers
-        return self._held_writers, self._writers
-
-    def _hold(self, runner: IORunner, selectable: Any, is_read: bool) -> None:
-        held, watched = self._direction(is_read)
-        if selectable in held:
-            return
-        held.add(selectable)
-        runner.held.append((selectable, is_read))
-        watcher = watched.get(selectable)
-        if watcher is not None:
-            watcher.stop()
-
-    def _release(self, runner: IORunner) -> None:
-        for selectable, is_read in runner.held:
-            held, watched = self._direction(is_read)
-            held.discard(selectable)
-            if selectable not in watched:
-                continue
-            watcher = watched[selectable]
-            if watcher is None:
-                self._write_soon.append(selectable)
-                self._schedule_flush()
-            elif self._watching:
-                watcher.start(self._on_io, selectable, is_read)
-        runner.held.clear()
-        self._idle_runners.append(runner)
-
-    # -- IReactorFDSet ------------------------------------------------------------------------
-
-    def addReader(self, reader: Any) -> None:
-        """
-        Watch C{reader} for read readiness.  Never blocks.
-        """
-        if reader in self._readers or reader in self._continuousPolling._readers:
-            return
-        watcher = self._watch(reader, _READ)
-        if watcher is None:
-            self._continuousPolling.addReader(reader)
-            return
-        self._readers[reader] = watcher
-        runner = current_runner()
-        if runner is not None and (
-            reader is runner.selectable or (runner.is_read and is_accepting_port(runner.selectable))
-        ):
-            # A connection being set up (accepted by a port, or a client whose connect completed):
-            # if its connectionMade blocks, its input must wait until it returns.
-            runner.adopted.append(reader)
-        if self._watching and reader not in self._held_readers:
-            watcher.start(self._on_io, reader, True)
-
-    def addWriter(self, writer: Any) -> None:
-        """
-        Watch C{writer} for write readiness.  Never blocks.
-        """
-        if writer in self._writers or writer in self._continuousPolling._writers:
-            return
-        self._writers[writer] = None
-        if isinstance(writer, BaseClient) and not writer.connected:
-            # Connecting: wait for the loop like any reactor, so that the peer's accept is seen
-            # first and events keep the order protocols (and Twisted's tests) expect.
-            self._arm_writer(writer)
-            return
-        # A connected socket is almost always writable: try the write at the end of this pass of
-        # the loop and arm a watcher only if data remains.  Twisted's epoll reactor spends two
-        # epoll_ctl calls on every response instead.
-        self._write_soon.append(writer)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._watching and self._write_soon:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush_writes)
-
-    def _flush_writes(self) -> None:
-        # In the hub, once per pass of the loop, before it polls: the writes of the whole pass
-        # in one runner, back to back (unless the runner of the pass's events took them).
-        self._flush_scheduled = False
-        if not self._watching or not self._write_soon:
-            return
-        pending, self._write_soon = self._write_soon, []
-        self._run_in_runner([(writer, False) for writer in pending])
-
-    def _arm_writer(self, writer: Any) -> None:
-        watcher = self._watch(writer, _WRITE)
-        if watcher is None:
-            del self._writers[writer]
-            self._continuousPolling.addWriter(writer)
-            return
-        self._writers[writer] = watcher
-        if self._watching and writer not in self._held_writers:
-            watcher.start(self._on_io, writer, False)
-
-    def _watch(self, selectable: Any, events: int) -> Any:
-        # None: the loop refuses this fd (libuv and regular files); it is polled continuously.
-        try:
-            return self._loop.io(selectable.fileno(), events)
-        except (ValueError, OSError) as e:
-            if isinstance(e, OSError) and not isinstance(e, PermissionError):
-                raise
-            return None
-
-    def removeReader(self, reader: Any) -> None:
-        """
-        Stop watching C{reader} for read readiness.  Never blocks.
-        """
-        watcher = self._readers.pop(reader, None)
-        if watcher is None:
-            self._continuousPolling.removeReader(reader)
-            return
-        self._close_soon(watcher)
-
-    def removeWriter(self, writer: Any) -> None:
-        """
-        Stop watching C{writer} for write readiness.  Never blocks.
-        """
-        if writer not in self._writers:
-            self._continuousPolling.removeWriter(writer)
-            return
-        watcher = self._writers.pop(writer)
-        if watcher is not None:
-            self._close_soon(watcher)
+    # -- loop watchers ------------------------------------------------------------------
 
     def _close_soon(self, watcher: Any) -> None:
         # Stopped now, closed once the loop is out of its callbacks: libuv can crash or lose
@@ -547,27 +252,6 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         closing, self._closing = self._closing, []
         for watcher in closing:
             watcher.close()
-
-    def removeAll(self) -> list[Any]:
-        """
-        Stop watching every reader and writer but the reactor's own.  Never blocks.
-        """
-        return (
-            self._removeAll(list(self._readers), list(self._writers))
-            + self._continuousPolling.removeAll()
-        )
-
-    def getReaders(self) -> list[Any]:
-        """
-        The readers being watched.  Never blocks.
-        """
-        return list(self._readers) + self._continuousPolling.getReaders()
-
-    def getWriters(self) -> list[Any]:
-        """
-        The writers being watched.  Never blocks.
-        """
-        return list(self._writers) + self._continuousPolling.getWriters()
 
     def _initThreadPool(self) -> None:
         # As ReactorBase's, with real OS threads even under gevent.monkey.patch_all().
@@ -591,22 +275,6 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
         process = super().spawnProcess(processProtocol, executable, *args, **kwargs)
         self._children.watch(process, self._started)
         return process
-
-
-def _push_log_context() -> tuple[list[dict], dict]:
-    # As log.callWithContext, without its nested calls (about 0.4 us instead of 1.9 us): a copy
-    # of the innermost log context pushed on the per-thread context stack.  Returns the stack
-    # (the caller pops it) and the copy (the caller sets its "system").
-    tracker = _context.theContextTracker.currentContext()
-    contexts = tracker.contexts
-    # The innermost log context is almost always on top of the stack (getContext searches it,
-    # slowly).
-    base = contexts[-1].get(log.ILogContext)
-    if base is None:
-        base = tracker.getContext(log.ILogContext, {})
-    log_context = base.copy()
-    contexts.append({log.ILogContext: log_context})
-    return contexts, log_context
 
 
 # Module-level, as in Twisted's own reactor modules: code that re-creates a reactor in a child process

@@ -1,10 +1,12 @@
 """
 The greenlets that handle I/O events, so that protocol code may block with gevent.
 
-Each readiness event is handled (C{doRead}/C{doWrite}) in a runner greenlet taken from a free list.
-If the handling returns, the runner goes back to the list: one switch pair per event, and no greenlet
-held by an idle connection.  If it blocks (gevent switches to the hub), the runner stays with that
-job, and the selectable it serves is I{held}: its watcher for that direction stops, so its later input
+Readiness events are handled (C{doRead}/C{doWrite}) in a runner greenlet taken from a free list: one
+event, or a batch of them (the events of a busy pass of the loop, and the writes they caused; see
+L{gevent_reactor._fdset}).  If the handling returns, the runner goes back to the list: one switch
+pair per job, and no greenlet held by an idle connection.  If it blocks (gevent switches to the hub),
+the runner stays with that event, the rest of its batch is handed back to be run by another runner,
+and the selectable it serves is I{held}: its watcher for that direction stops, so its later input
 waits in the kernel and is delivered in order once the blocked call returns.  Everything else keeps
 running.
 
