@@ -99,6 +99,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def user_sys_ticks(pid: int) -> tuple[int, int]:
+    # Coarse (10 ms ticks), but their ratio over a window says where the server's CPU time went.
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -222,11 +229,14 @@ class Window:
             self.open = True
             self.t0 = now
             self.s0 = cpu_seconds(self.server.pid)
+            self.k0 = user_sys_ticks(self.server.pid)
             self.c0 = time.process_time()
         elif self.open and not self.closed and now >= self.t_end:
             self.closed = True
             self.elapsed = now - self.t0
             self.server_cpu = cpu_seconds(self.server.pid) - self.s0
+            user, kernel = user_sys_ticks(self.server.pid)
+            self.user_ticks, self.sys_ticks = user - self.k0[0], kernel - self.k0[1]
             self.client_cpu = time.process_time() - self.c0
 
     def result(self, work: float) -> dict[str, Any]:
@@ -237,6 +247,12 @@ class Window:
             "per_cpu": work / self.server_cpu if self.server_cpu > 0 else None,
             "server_util": self.server_cpu / self.elapsed,
             "client_util": self.client_cpu / self.elapsed,
+            # The kernel's share of the server's CPU time (system calls, the TCP stack, waking).
+            "server_sys": (
+                self.sys_ticks / (self.user_ticks + self.sys_ticks)
+                if self.user_ticks + self.sys_ticks
+                else None
+            ),
         }
 
 
@@ -633,6 +649,7 @@ def measure_net(
                             "blocked_requests": mixed["blocked_requests"],
                             "server_util": mixed["server_util"],
                             "client_util": mixed["client_util"],
+                            "server_sys": mixed["server_sys"],
                         }
                     else:
                         raise AssertionError(name)
@@ -690,6 +707,7 @@ def summarize(
                     "p99_ms",
                     "server_util",
                     "client_util",
+                    "server_sys",
                     "self_ratio",
                     "clean_p99_ms",
                 ):
@@ -732,7 +750,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def print_table(summary: dict[str, Any], subjects: list[str]) -> None:
     header = (
         f"{'scenario':<15} {'subject':<11} {'median':>10} {'unit':<8} {'spread':>7} "
-        f"{'x epoll':>8} {'x ep/cpu':>8} {'x best':>7} {'p50ms':>7} {'p99ms':>7} {'srv':>5} {'cli':>5}"
+        f"{'x epoll':>8} {'x ep/cpu':>8} {'x best':>7} {'p50ms':>7} {'p99ms':>7} {'srv':>5} {'cli':>5} {'sys':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -757,7 +775,8 @@ def print_table(summary: dict[str, Any], subjects: list[str]) -> None:
                 f"{e['spread'] * 100:>6.0f}% {fmt(e.get('ratio')):>8} {fmt(e.get('cpu_ratio')):>8} "
                 f"{fmt(e.get('best_ratio')):>7} "
                 f"{fmt(e.get('p50_ms')):>7} {fmt(e.get('p99_ms')):>7} "
-                f"{fmt(e.get('server_util'), 2):>5} {fmt(e.get('client_util'), 2):>5}{extra}{flag}"
+                f"{fmt(e.get('server_util'), 2):>5} {fmt(e.get('client_util'), 2):>5} "
+                f"{fmt(e.get('server_sys'), 2):>5}{extra}{flag}"
             )
         print()
 
@@ -908,8 +927,10 @@ def main() -> int:
     print(
         "value / the subject's). x ep/cpu: the same per server CPU-second. srv/cli: CPU use of the"
     )
-    print("server and of the load client during the window (1.0 = one core). x best: the best")
-    print("round's value against epoll's best round.")
+    print("server and of the load client during the window (1.0 = one core). sys: the kernel's")
+    print(
+        "share of the server's CPU time. x best: the best round's value against epoll's best round."
+    )
     print()
     print_table(summary, subjects)
     failures = [
