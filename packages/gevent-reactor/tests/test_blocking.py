@@ -6,6 +6,7 @@ greenlets, so a stalled reactor shows up as a client timeout rather than a hang.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import gevent
@@ -494,3 +495,44 @@ def test_a_blocking_reader_does_not_hold_other_input_of_its_pass(
     rounds = run_until(reactor, spawn(scenario), timeout=10)
     for took in rounds:
         assert all(t < MEANWHILE for t in took.values()), rounds
+
+
+def test_a_connection_accepted_in_a_batch_is_not_held_by_another_connections_block(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # A port's accept and another connection's blocking line in the same pass of the loop: the
+    # connection accepted there must be served at once, in whichever order the two are handled.
+    factory = _sleepy_factory()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
+
+    def fresh_client() -> gevent.socket.socket:
+        # A plain socket connects without a switch to the hub, so the accept and the other
+        # connection's input reach the loop in the same poll; then it is read as a gevent one.
+        plain = socket.create_connection(("127.0.0.1", port), timeout=5)
+        plain.sendall(b"hi\r\n")
+        sock = gevent.socket.socket(fileno=plain.detach())
+        sock.settimeout(5)
+        return sock
+
+    def scenario() -> list[float]:
+        sleeper = _client(port)
+        sleeper.sendall(b"warm-up\r\n")
+        assert _read_lines(sleeper, 1) == [b"warm-up"]
+        took = []
+        for accept_first in (False, True):
+            started = time.monotonic()
+            if accept_first:
+                fresh = fresh_client()
+                sleeper.sendall(b"sleep\r\n")
+            else:
+                sleeper.sendall(b"sleep\r\n")
+                fresh = fresh_client()
+            assert _read_lines(fresh, 1) == [b"hi"]
+            took.append(time.monotonic() - started)
+            fresh.close()
+            assert _read_lines(sleeper, 1) == [b"slept"]
+        sleeper.close()
+        return took
+
+    took = run_until(reactor, spawn(scenario), timeout=10)
+    assert all(t < MEANWHILE for t in took), took

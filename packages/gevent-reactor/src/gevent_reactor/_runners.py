@@ -74,6 +74,10 @@ class IORunner(greenlet):
             event = self._batch[self._next]
             self._next += 1
             self.selectable, self.is_read = event
+            # Connections accepted by an earlier event of the batch are not this event's: if it
+            # blocks, only what it accepted waits with it.
+            if self.adopted:
+                self.adopted.clear()
             yield event
 
     def rest_of_batch(self) -> list[tuple[Any, bool]]:
