@@ -83,8 +83,8 @@ class LoopFDSet:
     def _on_io(self, selectable: Any, is_read: bool) -> None:
         ready = self._ready
         if ready or self._loop.pendingcnt:
-            # More events wait in this pass (libev counts them; libuv does not, so there each
-            # event has its own runner): all of them go to one runner at the end of the pass,
+            # More events wait in this pass (libev counts them; libuv does not, so there events
+            # are handled one per runner): all of them go to one runner at the end of the pass,
             # one switch pair per pass instead of one per event.
             ready.append((selectable, is_read))
             if len(ready) == 1:
@@ -211,7 +211,7 @@ class LoopFDSet:
     def _hold_for(self, runner: IORunner) -> None:
         # Runs in the runner, as it starts to block: its selectable stops being watched in that
         # direction, and so do the connections it accepted, until the job is done.  The rest of
-        # a batch of writes goes to the next flush: one blocked writer must not hold the others.
+        # its batch goes to another runner: one blocked handler must not hold the others.
         self._requeue(runner.rest_of_batch())
         if not runner.held:
             selectable = runner.selectable
