@@ -536,3 +536,48 @@ def test_a_connection_accepted_in_a_batch_is_not_held_by_another_connections_blo
 
     took = run_until(reactor, spawn(scenario), timeout=10)
     assert all(t < MEANWHILE for t in took), took
+
+
+def test_a_handler_that_returns_after_blocking_leaves_the_others_log_context(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # Twisted's log context stack is per thread, so blocked handlers share it.  One that returns
+    # after blocking must remove its own entry, not that of a handler still blocked, which then
+    # logs under its own transport's prefix when it resumes.  (The first to resume logs under
+    # the other's prefix: a documented caveat.)
+    from twisted.logger import globalLogPublisher
+    from twisted.python import log as legacy_log
+
+    prefixes: dict[bytes, str] = {}
+    logged: dict[bytes, str] = {}
+
+    class Sleeper(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            prefixes[data] = self.transport.logPrefix()
+            gevent.sleep(0.1 if data == b"short" else 0.3)
+            legacy_log.msg("woke", marker="woke", which=data)
+            self.transport.write(b"ok")
+
+    def observe(event: dict) -> None:
+        if event.get("marker") == "woke":
+            logged[event["which"]] = event["log_system"]
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Sleeper), interface="127.0.0.1")
+
+    def scenario() -> None:
+        short, long = _client(port.getHost().port), _client(port.getHost().port)
+        short.sendall(b"short")
+        gevent.sleep(0.02)  # the short sleeper blocks first
+        long.sendall(b"long")
+        assert short.recv(2) == b"ok"
+        assert long.recv(2) == b"ok"
+        short.close()
+        long.close()
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        run_until(reactor, spawn(scenario))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert prefixes[b"short"] != prefixes[b"long"]
+    assert logged[b"long"] == prefixes[b"long"]
