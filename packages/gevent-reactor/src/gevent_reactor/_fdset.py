@@ -20,6 +20,7 @@ from twisted.internet.tcp import BaseClient
 from twisted.logger import Logger
 from twisted.python import context as _context
 from twisted.python import log
+from twisted.python.log import ILogContext
 
 from ._runners import IORunner, current_runner, is_accepting_port
 
@@ -47,7 +48,9 @@ class LoopFDSet:
         self._readers: dict[Any, Any] = {}
         # A writer's watcher is None until a write attempt left data behind (see addWriter).
         self._writers: dict[Any, Any] = {}
-        self._write_soon: list[Any] = []
+        # Write events for writers without a watcher, as (writer, False): tried at the end of the
+        # loop's pass (see addWriter).
+        self._write_soon: list[tuple[Any, bool]] = []
         self._flush_scheduled = False
         # I/O events of the current pass of the loop, handled together at its end (see _on_io).
         self._ready: list[tuple[Any, bool]] = []
@@ -66,7 +69,7 @@ class LoopFDSet:
             if selectable in self._held_writers:
                 continue
             if watcher is None:
-                self._write_soon.append(selectable)
+                self._write_soon.append((selectable, False))
             else:
                 watcher.start(self._on_io, selectable, False)
         self._schedule_flush()
@@ -123,8 +126,7 @@ class LoopFDSet:
                             continue  # removed or held since the event was queued
                     elif selectable not in writers or selectable in held_writers:
                         continue
-                    entry[log.ILogContext] = log_context = base.copy()
-                    self._handle_in(log_context, selectable, is_read, False)
+                    self._handle_in(entry, base, selectable, is_read, False)
                     if runner.blocked:
                         # _hold_for handed the rest of the batch back, and _release will arm
                         # this writer's watcher, if it needs one, when the job is done.
@@ -135,7 +137,7 @@ class LoopFDSet:
                 if not self._write_soon:
                     return
                 pending, self._write_soon = self._write_soon, []
-                runner.start_batch([(writer, False) for writer in pending])
+                runner.start_batch(pending)
         finally:
             _pop_log_context(contexts, entry)
             # Only if the handling raised past us (KeyboardInterrupt): what was not tried yet,
@@ -155,15 +157,17 @@ class LoopFDSet:
     def _handle_event(self, selectable: Any, is_read: bool) -> None:
         # One event in its own runner (its reply may go out at once).
         contexts, entry, base = _push_log_context()
-        entry[log.ILogContext] = log_context = base.copy()
         try:
-            self._handle_in(log_context, selectable, is_read, True)
+            self._handle_in(entry, base, selectable, is_read, True)
         finally:
             _pop_log_context(contexts, entry)
 
-    def _handle_in(self, log_context: dict, selectable: Any, is_read: bool, alone: bool) -> None:
-        # As log.callWithLogger(selectable, ...): "system" is the selectable's logPrefix while
-        # it reads or writes, and what it raises is logged there.
+    def _handle_in(
+        self, entry: dict, base: dict, selectable: Any, is_read: bool, alone: bool
+    ) -> None:
+        # As log.callWithLogger(selectable, ...): while it reads or writes, the log context in
+        # entry (our place on the context stack) is a fresh copy of base whose "system" is the
+        # selectable's logPrefix, and what it raises is logged there.
         try:
             system = selectable.logPrefix()
         except KeyboardInterrupt:
@@ -171,7 +175,9 @@ class LoopFDSet:
         except BaseException:
             system = "(buggy logPrefix method)"
             log.err(system=system)
+        log_context = base.copy()
         log_context["system"] = system
+        entry[ILogContext] = log_context
         try:
             self._read_or_write(selectable, is_read, alone)
         except KeyboardInterrupt:
@@ -252,7 +258,7 @@ class LoopFDSet:
                 continue
             watcher = watched[selectable]
             if watcher is None:
-                self._write_soon.append(selectable)
+                self._write_soon.append((selectable, False))
                 self._schedule_flush()
             elif self._watching:
                 watcher.start(self._on_io, selectable, is_read)
@@ -297,7 +303,7 @@ class LoopFDSet:
         # A connected socket is almost always writable: try the write at the end of this pass of
         # the loop and arm a watcher only if data remains.  Twisted's epoll reactor spends two
         # epoll_ctl calls on every response instead.
-        self._write_soon.append(writer)
+        self._write_soon.append((writer, False))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -312,7 +318,7 @@ class LoopFDSet:
         if not self._watching or not self._write_soon:
             return
         pending, self._write_soon = self._write_soon, []
-        self._run_in_runner([(writer, False) for writer in pending])
+        self._run_in_runner(pending)
 
     def _arm_writer(self, writer: Any) -> None:
         watcher = self._watch(writer, _WRITE)
@@ -384,9 +390,9 @@ def _push_log_context() -> tuple[list[dict], dict, dict]:
     contexts = tracker.contexts
     # The innermost log context is almost always on top of the stack (getContext searches it,
     # slowly).
-    base = contexts[-1].get(log.ILogContext)
+    base = contexts[-1].get(ILogContext)
     if base is None:
-        base = tracker.getContext(log.ILogContext, {})
+        base = tracker.getContext(ILogContext, {})
     entry: dict = {}
     contexts.append(entry)
     return contexts, entry, base
