@@ -103,6 +103,9 @@ def _run_until(
         if reactor._started:
             reactor.crash()
 
+    # The loop's notion of now is only refreshed when it polls: after a test that blocked this
+    # thread (a child process run without gevent), a timer started now would fire early.
+    reactor.hub.loop.update_now()
     guard = gevent.spawn_later(timeout, watchdog)
     try:
         reactor.run(installSignalHandlers=False)

@@ -541,10 +541,8 @@ def test_a_connection_accepted_in_a_batch_is_not_held_by_another_connections_blo
 def test_a_handler_that_returns_after_blocking_leaves_the_others_log_context(
     reactor: GeventReactor, run_until, spawn
 ) -> None:
-    # Twisted's log context stack is per thread, so blocked handlers share it.  One that returns
-    # after blocking must remove its own entry, not that of a handler still blocked, which then
-    # logs under its own transport's prefix when it resumes.  (The first to resume logs under
-    # the other's prefix: a documented caveat.)
+    # Twisted's default log context stack is per thread; the reactor makes it per greenlet, so
+    # handlers that block and resume interleaved each log under their own transport's prefix.
     from twisted.logger import globalLogPublisher
     from twisted.python import log as legacy_log
 
@@ -581,3 +579,4 @@ def test_a_handler_that_returns_after_blocking_leaves_the_others_log_context(
         globalLogPublisher.removeObserver(observe)
     assert prefixes[b"short"] != prefixes[b"long"]
     assert logged[b"long"] == prefixes[b"long"]
+    assert logged[b"short"] == prefixes[b"short"]

@@ -135,7 +135,7 @@ class _LineEcho(LineReceiver):
 
 def _runners_of(reactor: GeventReactor) -> list[IORunner]:
     gc.collect()
-    return [o for o in gc.get_objects() if type(o) is IORunner and o._reactor is reactor]
+    return [o for o in gc.get_objects() if type(o) is IORunner and o._fdset is reactor]
 
 
 def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, spawn) -> None:
@@ -176,3 +176,38 @@ def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, sp
     # The blocked runners went back to the free list when their jobs were done.
     assert counts["after"] >= 20
     assert not reactor._held_readers
+
+
+def test_runners_kept_after_a_burst_of_blocked_handlers_are_bounded(
+    reactor: GeventReactor, run_until, spawn
+) -> None:
+    # 80 handlers block at once, each in a runner of its own; once they are done, only a bounded
+    # number of runners stays on the free list, and the others end.
+    from gevent_reactor._runners import MAX_IDLE_RUNNERS
+
+    port = reactor.listenTCP(0, Factory.forProtocol(_LineEcho), interface="127.0.0.1")
+    address = ("127.0.0.1", port.getHost().port)
+    sockets: list[gevent.socket.socket] = []
+    counts: dict[str, int] = {}
+
+    def scenario() -> None:
+        for _ in range(80):
+            sockets.append(gevent.socket.create_connection(address, timeout=5))
+        for sock in sockets:
+            sock.sendall(b"sleep\r\n")
+        gevent.sleep(0.1)
+        counts["blocked"] = len(_runners_of(reactor))
+        for sock in sockets:
+            assert sock.recv(100) == b"sleep\r\n"
+        gevent.sleep(0.05)
+        counts["free"] = len(reactor._idle_runners)
+        counts["alive"] = len([r for r in _runners_of(reactor) if not r.dead])
+
+    try:
+        run_until(reactor, spawn(scenario), timeout=20)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert counts["blocked"] >= 80
+    assert counts["free"] == MAX_IDLE_RUNNERS
+    assert counts["alive"] <= MAX_IDLE_RUNNERS + 2

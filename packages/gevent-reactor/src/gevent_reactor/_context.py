@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 __all__ = ["ReactorContextBlockingError"]
 
-_log = Logger()
+_log = Logger(namespace="twisted.internet.base")
 
 
 class ReactorContextBlockingError(BlockingSwitchOutError):
@@ -71,6 +71,6 @@ class _ReactorContext(greenlet):
                 self._job()
             except BaseException:
                 # Jobs log their own failures; this only keeps the greenlet alive for the next one.
-                _log.failure("Unhandled error in the reactor's context")
+                _log.failure("Unexpected error in main loop.")
             self._job = None
             to_hub(hub)

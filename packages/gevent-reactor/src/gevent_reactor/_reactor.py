@@ -21,9 +21,11 @@ from greenlet import getcurrent, greenlet
 from twisted.internet.base import ReactorBase
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.posixbase import PosixReactorBase, _ContinuousPolling
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from gevent_deferred import IHubReactor
+from gevent_deferred._context_tracker import install_greenlet_context_tracker
 from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
@@ -33,6 +35,9 @@ from ._threadpool import reactor_thread_pool
 from ._timed_calls import TimedCallHeap
 
 __all__ = ["GeventReactor", "install"]
+
+# Twisted's run loop logs under this namespace; so does ours, with the same messages.
+_log = Logger(namespace="twisted.internet.base")
 
 
 @implementer(IReactorFDSet, IHubReactor)
@@ -65,6 +70,9 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         super().__init__()
         # After the base class, which installs Twisted's thread-pool resolver.
         install_gevent_resolver(self)
+        # Handlers that block interleave in one thread: each greenlet keeps its own context stack.
+        install_greenlet_context_tracker()
+        self.addSystemEventTrigger("before", "shutdown", self._end_blocked_handlers)
 
     # -- waking up, from any thread ------------------------------------------------------------
 
@@ -110,6 +118,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             # Calls that came due, or came from threads, while the reactor was not running.
             self.wakeUp()
             self._park()
+            _log.info("Main loop terminated.")
         finally:
             self._signals.uninstall()
             if self._justStopped:
@@ -118,10 +127,15 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
     def _park(self) -> None:
         # Tolerates stray switches (pytest-twisted switches to the greenlet that called run()):
         # whatever wakes us, we go back to the hub until the reactor has crashed or stopped.
+        # Whatever is thrown in here (a KeyboardInterrupt, a SystemExit raised in a signal handler) is
+        # logged and the reactor goes on, as Twisted's mainLoop does.
         self._parked = getcurrent()
         try:
             while self._started:
-                self.hub.switch()
+                try:
+                    self.hub.switch()
+                except BaseException:
+                    _log.failure("Unexpected error in main loop.")
         finally:
             self._parked = None
 
@@ -193,6 +207,18 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         timer, self._timer = self._timer, None
         if hasattr(timer, "close"):
             self._close_soon(timer)  # Not from inside its own callback: libuv can crash.
+            # The loop may report a timer before the I/O events of the same poll (libev does):
+            # as in Twisted's mainLoop, the I/O of a poll is handled before the calls that came
+            # due during it.
+            self._loop.run_callback(self._on_due)
+        else:
+            self._on_due()
+
+    def _on_due(self) -> None:
+        if self._ready:
+            # This pass's I/O events are still to be handled together: they go first.
+            self._loop.run_callback(self._on_due)
+            return
         self._context.run_job(self._run_pending)
 
     def _run_pending(self) -> None:

@@ -10,8 +10,11 @@ and the selectable it serves is I{held}: its watcher for that direction stops, s
 waits in the kernel and is delivered in order once the blocked call returns.  Everything else keeps
 running.
 
-A listening stream port is not held when C{connectionMade} blocks inside its C{doRead}: the connections
-accepted by that job are held instead, so other clients are still accepted and served.
+A listening stream port is not held when C{connectionMade} blocks inside its C{doRead}: the connection
+whose C{connectionMade} blocks is held instead, so other clients are still accepted and served.
+
+While a selectable is held, calls of its C{connectionLost} (or C{readConnectionLost}) wait until the
+blocked handler returns (see L{gevent_reactor._fdset}): Twisted never re-enters a protocol.
 """
 
 from __future__ import annotations
@@ -19,11 +22,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent, greenlet
+from twisted.logger import Logger
 
 if TYPE_CHECKING:
-    from ._reactor import GeventReactor
+    from ._fdset import LoopFDSet
 
 __all__: list[str] = []
+
+_log = Logger(namespace="twisted.internet.base")
+
+# Runners kept for reuse once a burst of blocked handlers is over; the others end.
+MAX_IDLE_RUNNERS = 32
 
 
 def is_accepting_port(selectable: Any) -> bool:
@@ -39,17 +48,21 @@ class IORunner(greenlet):
     A greenlet that runs I/O event handling for the reactor and may block.
     """
 
-    def __init__(self, reactor: GeventReactor) -> None:
-        super().__init__(parent=reactor.hub)
-        self._reactor = reactor
+    def __init__(self, fdset: LoopFDSet, hub: greenlet) -> None:
+        super().__init__(parent=hub)
+        self._fdset = fdset
         # The job: which selectable, which direction. None while idle.
         self.selectable: Any = None
         self.is_read = True
+        # A read job that is now sending the reply its input caused (see _read_or_write): if it
+        # blocks there, its selectable is held in both directions.
+        self.replying = False
         # Whether this job has blocked at least once; then the hub no longer waits for it.
         self.blocked = False
         # (selectable, is_read) pairs this blocked job holds.
         self.held: list[tuple[Any, bool]] = []
-        # Readers registered by this job (connections accepted by a port's doRead).
+        # The connection this job is setting up: accepted by a port's doRead, or a client whose
+        # connect completed.  If its connectionMade blocks, its input waits until it returns.
         self.adopted: list[Any] = []
         # A batch of events (the ready events or the writes of a pass of the loop), and where in
         # it the job is.  None when the job is one event, or once the rest was handed back.
@@ -74,7 +87,7 @@ class IORunner(greenlet):
             event = self._batch[self._next]
             self._next += 1
             self.selectable, self.is_read = event
-            # Connections accepted by an earlier event of the batch are not this event's: if it
+            # A connection accepted by an earlier event of the batch is not this event's: if it
             # blocks, only what it accepted waits with it.
             if self.adopted:
                 self.adopted.clear()
@@ -93,26 +106,36 @@ class IORunner(greenlet):
     def switch_out(self) -> None:
         # gevent calls this just before a blocking switch to the hub: the job is about to wait.
         self.blocked = True
-        self._reactor._hold_for(self)
+        self._fdset._hold_for(self)
 
     def run(self) -> None:
-        reactor = self._reactor
+        fdset = self._fdset
         to_hub = greenlet.switch
         hub = self.parent
         while True:
-            if self._batch is not None:
-                reactor._run_batch(self)
+            try:
+                if self._batch is not None:
+                    fdset._run_batch(self)
+                else:
+                    fdset._handle_event(self)
+            except BaseException:
+                # Handlers' errors are logged where they happen; this is the reactor's own.
+                _log.failure("Unexpected error in main loop.")
+            finally:
+                # Whatever happened, nothing stays held by a job that is over.
                 self._batch = None
-            else:
-                reactor._handle_event(self.selectable, self.is_read)
-            self.selectable = None
-            if self.adopted:
-                self.adopted.clear()
-            if self.blocked:
-                # The hub resumed us from some other event; the dispatcher is long gone, so this
-                # runner releases what it held and returns itself to the free list.
-                self.blocked = False
-                reactor._release(self)
+                self.selectable = None
+                self.replying = False
+                if self.adopted:
+                    self.adopted.clear()
+                while self.blocked:
+                    # The hub resumed us from some other event; the dispatcher is long gone, so
+                    # this runner releases what it held (running the connectionLost calls that
+                    # waited for it, which may block in turn) and returns itself to the free list.
+                    self.blocked = False
+                    fdset._release(self)
+            if not fdset._reuse(self):
+                return  # enough runners are idle: this one ends
             to_hub(hub)
 
 

@@ -25,6 +25,8 @@ __all__ = ["TimedCallHeap"]
 
 # Failures are logged under ReactorBase's namespace and messages, as on every reactor.
 _log = Logger(namespace="twisted.internet.base")
+# Calls from threads run in one pass of the loop at most (see runUntilCurrent).
+_THREAD_CALLS_PER_PASS = 1000
 # ReactorBase.timeout's cap: the longest epoll_wait (and libuv) timeout in whole milliseconds.
 _LONGEST = 2147483
 
@@ -118,9 +120,12 @@ class TimedCallHeap(ReactorBase):
         Never blocks.  The calls run here, in the reactor's own context.
         """
         if self.threadCallQueue:
-            # As ReactorBase: calls queued while these run wait for the next pass.
+            # As ReactorBase: calls queued while these run wait for the next pass.  At most
+            # _THREAD_CALLS_PER_PASS run in one pass: threads that call in faster than they are
+            # served must not keep sockets waiting (a loop wake-up does not release the GIL, as
+            # Twisted's waker pipe does, so a long queue builds up between passes).
             queue = self.threadCallQueue
-            done, total = 0, len(queue)
+            done, total = 0, min(len(queue), _THREAD_CALLS_PER_PASS)
             for f, a, kw in queue:
                 try:
                     f(*a, **kw)
