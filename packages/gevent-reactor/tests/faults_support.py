@@ -20,6 +20,8 @@ import gevent.monkey
 import pytest
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.error import ReactorNotRunning
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 
 from gevent_reactor import GeventReactor
 
@@ -181,12 +183,47 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fd_targets() -> dict[int, str]:
+    """This process's open descriptors and what each one is (for leak reports)."""
+    targets = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            targets[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the descriptor listdir itself used, closed meanwhile
+    return targets
+
+
 def active_watchers() -> int:
     """Active watchers of this thread's loop (libev: activecnt; libuv: a walk of its handles)."""
     loop = gevent.get_hub().loop
     if hasattr(loop, "debug") and "libuv" in type(loop).__module__:
         return sum(1 for h in loop.debug() if h.active and not h.closing)
     return loop.activecnt
+
+
+@contextmanager
+def captured_failures() -> Iterator[list[Failure]]:
+    """
+    Failures logged while the block runs, through twisted.logger or the legacy log.err.
+
+    (Legacy log.err events reach twisted.logger's observers with "failure" and "isError", not
+    "log_failure": Twisted's epoll reactor logs handler errors that way.)
+    """
+    failures: list[Failure] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        failure = event.get("log_failure")
+        if failure is None and event.get("isError"):
+            failure = event.get("failure")
+        if failure is not None:
+            failures.append(failure)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield failures
+    finally:
+        globalLogPublisher.removeObserver(observer)
 
 
 def failures_of(failures: list[Any], exc_type: type[BaseException]) -> list[Any]:

@@ -21,10 +21,12 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 sys.path.insert(0, os.path.dirname(__file__))
 from faults_support import (
+    captured_failures,
     connect,
     reactor_of,
     recv_until_eof,
@@ -41,6 +43,13 @@ def any_reactor(kind: str) -> Iterator[Any]:
     """A fresh reactor of the test's ``kind`` (gevent or epoll)."""
     with reactor_of(kind) as reactor:
         yield reactor
+
+
+@pytest.fixture
+def logged_failures() -> Iterator[list[Failure]]:
+    """Failures logged while the test runs (new and legacy logging APIs)."""
+    with captured_failures() as failures:
+        yield failures
 
 
 SLEEP = 0.3
