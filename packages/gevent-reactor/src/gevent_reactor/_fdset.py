@@ -8,8 +8,8 @@ connected socket is almost always writable, so its writes are tried at the end o
 Events are handled in runner greenlets that may block (see L{gevent_reactor._runners}): one event
 alone in its pass of the loop gets a runner of its own and its reply goes out at once; the events of
 a busy pass, and then the writes they caused, go to one runner at the end of the pass (libev counts
-the events of a pass; libuv does not, so there events are handled one per runner).  Writes caused by
-those writes (a producer refilling its consumer) go out in the next round of the loop's callbacks,
+the events of a pass; libuv does not, so there events are handled one per runner).  A write caused
+by a write (a producer refilling its consumer) waits for the loop to poll, as on Twisted's reactors,
 so one fast transfer cannot keep timers and other connections waiting.
 
 While a handler blocks, its selectable is held (see L{gevent_reactor._runners}), and so are calls of
@@ -159,7 +159,7 @@ class LoopFDSet:
     def _run_batch(self, runner: IORunner) -> None:
         # In the runner: each event of the batch, then the writes they caused, under one entry on
         # the log context stack (one push for the batch; each event gets its own log context in
-        # it, as with callWithLogger).  Writes caused by those writes wait for the next flush.
+        # it, as with callWithLogger).
         readers, writers = self._readers, self._writers
         held_readers, held_writers = self._held_readers, self._held_writers
         contexts, entry, base = _push_log_context()
@@ -235,8 +235,14 @@ class LoopFDSet:
             log.err(system=system)
 
     def _read_or_write(self, runner: IORunner, selectable: Any, is_read: bool, alone: bool) -> None:
-        if selectable.fileno() == -1:
-            self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
+        try:
+            # As Twisted's reactors: a descriptor that is gone (or whose fileno() fails) ends it.
+            if selectable.fileno() == -1:
+                self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
+                return
+        except BaseException as e:
+            self._log.failure(None)
+            self._disconnectSelectable(selectable, e, is_read)
             return
         if (
             self._attempt(selectable, is_read)
@@ -249,7 +255,6 @@ class LoopFDSet:
             # reply now, in this runner (lowest latency, no flush).  The replies of a busy pass go
             # out together after its events: on loopback, replies sent together wake their idle
             # peers less often (twisted.web keep-alive: about 8% more requests/s).
-            runner.replying = True
             self._attempt(selectable, False)
 
     def _attempt(self, selectable: Any, is_read: bool) -> bool:
@@ -269,19 +274,19 @@ class LoopFDSet:
         return True
 
     def _hold_for(self, runner: IORunner) -> None:
-        # Runs in the runner, each time it starts to block: its selectable stops being watched in
-        # that direction (both, while it sends its reply), and so does the connection it is setting
-        # up, until the job is done.  The rest of its batch goes to another runner: one blocked
-        # handler must not hold the others.
+        # Runs in the runner, each time it starts to block: its selectable stops being watched
+        # (reads and writes: nothing else of it runs, so neither its protocol nor its producer is
+        # re-entered), and so does the connection it is setting up, until the job is done.  The
+        # rest of its batch goes to another runner: one blocked handler must not hold the others.
         self._requeue(runner.rest_of_batch())
         self._blocked_runners.add(runner)
         selectable = runner.selectable
         if selectable is not None and not (runner.is_read and is_accepting_port(selectable)):
-            self._hold(runner, selectable, runner.is_read)
-            if runner.replying:
-                self._hold(runner, selectable, False)
+            self._hold(runner, selectable, True)
+            self._hold(runner, selectable, False)
         for adopted in runner.adopted:
             self._hold(runner, adopted, True)
+            self._hold(runner, adopted, False)
         runner.adopted.clear()
 
     def _requeue(self, events: list[tuple[Any, bool]]) -> None:
@@ -438,6 +443,15 @@ class LoopFDSet:
             # first and events keep the order protocols (and Twisted's tests) expect.
             self._arm_writer(writer)
             return
+        runner = current_runner()
+        if runner is not None and runner.selectable is writer and not runner.is_read:
+            # A producer refilling its consumer from the consumer's own doWrite (a file transfer):
+            # the next write waits for the loop to poll, as Twisted's reactors make it wait, so
+            # that one fast transfer cannot keep timers and other connections waiting.  Armed
+            # after this callback: libuv would report a watcher started for the fd inside its
+            # own event's callback in that same callback, and so the whole transfer at once.
+            self._loop.run_callback(self._arm_refilled, writer)
+            return
         # A connected socket is almost always writable: try the write at the end of this pass of
         # the loop and arm a watcher only if data remains.  Twisted's epoll reactor spends two
         # epoll_ctl calls on every response instead.
@@ -457,6 +471,10 @@ class LoopFDSet:
             return
         pending, self._write_soon = self._write_soon, []
         self._run_in_runner(pending)
+
+    def _arm_refilled(self, writer: Any) -> None:
+        if self._writers.get(writer, False) is None:
+            self._arm_writer(writer)
 
     def _arm_writer(self, writer: Any) -> None:
         watcher = self._watch(writer, _WRITE)

@@ -6,9 +6,10 @@ event, or a batch of them (the events of a busy pass of the loop, and the writes
 L{gevent_reactor._fdset}).  If the handling returns, the runner goes back to the list: one switch
 pair per job, and no greenlet held by an idle connection.  If it blocks (gevent switches to the hub),
 the runner stays with that event, the rest of its batch is handed back to be run by another runner,
-and the selectable it serves is I{held}: its watcher for that direction stops, so its later input
-waits in the kernel and is delivered in order once the blocked call returns.  Everything else keeps
-running.
+and the selectable it serves is I{held}: its watchers stop, so its later input waits in the kernel
+and is delivered in order once the blocked call returns, and what is written to it meanwhile is
+buffered and sent then (neither its protocol nor its producer is ever re-entered).  Everything else
+keeps running.
 
 A listening stream port is not held when C{connectionMade} blocks inside its C{doRead}: the connection
 whose C{connectionMade} blocks is held instead, so other clients are still accepted and served.
@@ -54,9 +55,6 @@ class IORunner(greenlet):
         # The job: which selectable, which direction. None while idle.
         self.selectable: Any = None
         self.is_read = True
-        # A read job that is now sending the reply its input caused (see _read_or_write): if it
-        # blocks there, its selectable is held in both directions.
-        self.replying = False
         # Whether this job has blocked at least once; then the hub no longer waits for it.
         self.blocked = False
         # (selectable, is_read) pairs this blocked job holds.
@@ -125,7 +123,6 @@ class IORunner(greenlet):
                 # Whatever happened, nothing stays held by a job that is over.
                 self._batch = None
                 self.selectable = None
-                self.replying = False
                 if self.adopted:
                     self.adopted.clear()
                 while self.blocked:
