@@ -8,7 +8,11 @@ Install it before anything imports C{twisted.internet.reactor}::
     from twisted.internet import reactor
 """
 
+from importlib.metadata import version as _version
+
 from ._context import ReactorContextBlockingError
 from ._reactor import GeventReactor, install
+
+__version__ = _version("gevent-reactor")
 
 __all__ = ["GeventReactor", "ReactorContextBlockingError", "install"]

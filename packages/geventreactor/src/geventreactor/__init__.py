@@ -5,6 +5,8 @@ Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's n
     from twisted.internet import reactor
 """
 
+from importlib.metadata import version as _version
+
 from gevent_deferred import (
     GreenletKilledError,
     ReactorStoppedError,
@@ -20,6 +22,8 @@ from gevent_deferred import (
 from gevent_reactor import GeventReactor, ReactorContextBlockingError, install
 from gevent_resolver import GeventResolver, install_gevent_resolver
 from gevent_threadpool import GeventThreadPool, use_gevent_threadpool
+
+__version__ = _version("geventreactor")
 
 __all__ = [
     "GeventReactor",
