@@ -11,8 +11,15 @@ Install it before anything imports C{twisted.internet.reactor}::
 from importlib.metadata import version as _version
 
 from ._context import ReactorContextBlockingError
-from ._reactor import GeventReactor, install
+from ._install import WrongReactorInstalledError, ensure_installed, install
+from ._reactor import GeventReactor
 
 __version__ = _version("gevent-reactor")
 
-__all__ = ["GeventReactor", "ReactorContextBlockingError", "install"]
+__all__ = [
+    "GeventReactor",
+    "ReactorContextBlockingError",
+    "WrongReactorInstalledError",
+    "ensure_installed",
+    "install",
+]

@@ -19,7 +19,13 @@ from gevent_deferred import (
     waitForDeferred,
     waitForGreenlet,
 )
-from gevent_reactor import GeventReactor, ReactorContextBlockingError, install
+from gevent_reactor import (
+    GeventReactor,
+    ReactorContextBlockingError,
+    WrongReactorInstalledError,
+    ensure_installed,
+    install,
+)
 from gevent_resolver import GeventResolver, install_gevent_resolver
 from gevent_threadpool import GeventThreadPool, use_gevent_threadpool
 
@@ -35,8 +41,10 @@ __all__ = [
     "ReactorThread",
     "WaitTimeoutError",
     "WrongContextError",
+    "WrongReactorInstalledError",
     "blockingCallFromGreenlet",
     "deferToGreenlet",
+    "ensure_installed",
     "in_greenlet",
     "install",
     "install_gevent_resolver",
