@@ -1,5 +1,5 @@
 """
-Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's names.
+Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's names::
 
     import geventreactor; geventreactor.install()
     from twisted.internet import reactor
