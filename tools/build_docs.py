@@ -177,7 +177,9 @@ def _render_readmes() -> None:
 
 
 def _known_warnings() -> set[str]:
-    lines = KNOWN_WARNINGS.read_text(encoding="utf-8").splitlines() if KNOWN_WARNINGS.exists() else []
+    lines = (
+        KNOWN_WARNINGS.read_text(encoding="utf-8").splitlines() if KNOWN_WARNINGS.exists() else []
+    )
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
@@ -203,7 +205,9 @@ def _run_pydoctor(inventories: list[str]) -> int:
     known = _known_warnings()
     new = [w for w in warnings if w not in known]
     for w in warnings:
-        print(("known warning (listed in tools/docs_known_warnings.txt): " if w in known else "") + w)
+        print(
+            ("known warning (listed in tools/docs_known_warnings.txt): " if w in known else "") + w
+        )
     fixed = sorted(known - set(warnings))
     for w in fixed:
         print(f"no longer warned, remove it from tools/docs_known_warnings.txt: {w}")
