@@ -1,6 +1,6 @@
 """
 Build every distribution's sdist and wheel, then a wheel from each sdist alone (as pip does from
-PyPI, in an isolated build environment), and check what they carry: the license text, the one
+PyPI), and check what they carry: the license text, the one
 version, the pins between them, and the files an sdist needs to build.
 
     python tools/check_dists.py [--out DIR]
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
                     ["hatch", "build", str(built)], cwd=package, check=True, capture_output=True
                 )
         sdists, wheels = sorted(built.glob("*.tar.gz")), sorted(built.glob("*.whl"))
-        # Each sdist on its own, in an isolated build environment, as an installer builds it.
+        # Each sdist on its own, as an installer builds it (with this Python's hatchling, which
+        # hatch brings: an isolated build environment per sdist would only add its download).
         subprocess.run(
             [
                 sys.executable,
@@ -89,6 +90,7 @@ def main(argv: list[str]) -> int:
                 "--quiet",
                 "--disable-pip-version-check",
                 "--no-deps",
+                "--no-build-isolation",
                 "-w",
                 str(rebuilt),
                 *map(str, sdists),
