@@ -1,11 +1,15 @@
 """Greenlets and Twisted Deferreds, in both directions, on any Twisted reactor."""
 
+from importlib.metadata import version as _version
+
 from ._errors import GreenletKilledError, ReactorStoppedError, WaitTimeoutError, WrongContextError
 from ._greenlets import deferToGreenlet, in_greenlet, waitForGreenlet
 from ._hub_thread import HubThread, shared_hub_thread
 from ._interfaces import IHubReactor
 from ._reactor_thread import ReactorThread
 from ._wait import blockingCallFromGreenlet, waitForDeferred
+
+__version__ = _version("gevent-deferred")
 
 __all__ = [
     "GreenletKilledError",

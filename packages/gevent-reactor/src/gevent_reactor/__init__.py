@@ -8,7 +8,18 @@ Install it before anything imports C{twisted.internet.reactor}::
     from twisted.internet import reactor
 """
 
-from ._context import ReactorContextBlockingError
-from ._reactor import GeventReactor, install
+from importlib.metadata import version as _version
 
-__all__ = ["GeventReactor", "ReactorContextBlockingError", "install"]
+from ._context import ReactorContextBlockingError
+from ._install import WrongReactorInstalledError, ensure_installed, install
+from ._reactor import GeventReactor
+
+__version__ = _version("gevent-reactor")
+
+__all__ = [
+    "GeventReactor",
+    "ReactorContextBlockingError",
+    "WrongReactorInstalledError",
+    "ensure_installed",
+    "install",
+]

@@ -309,12 +309,10 @@ def install(hub: Hub | None = None) -> GeventReactor:
     """
     Install a L{GeventReactor} as C{twisted.internet.reactor} and return it.
 
-    Call it before anything imports C{twisted.internet.reactor}.  Raises
-    L{twisted.internet.error.ReactorAlreadyInstalledError} if a reactor is installed already.
+    The same as L{gevent_reactor.install}: raises L{twisted.internet.error.ReactorAlreadyInstalledError}
+    (naming the reactor found, and how it likely got there) if a reactor is installed already.
     Never blocks.  Must be called from the thread whose hub (or C{hub}) will run the reactor.
     """
-    from twisted.internet.main import installReactor
+    from ._install import install
 
-    reactor = GeventReactor(hub)
-    installReactor(reactor)
-    return reactor
+    return install(hub)

@@ -79,9 +79,10 @@ class _RealThread:
 
 
 class _RealThreadPool(ThreadPool):
-    threadFactory = _RealThread
+    # ThreadPool's annotations say threading.Thread; it only uses the part _RealThread provides.
+    threadFactory = _RealThread  # type: ignore[assignment]
     currentThread = staticmethod(_original("threading", "current_thread"))
-    _pool = staticmethod(_real_thread_team)
+    _pool = staticmethod(_real_thread_team)  # type: ignore[assignment]
 
 
 def reactor_thread_pool(minthreads: int, maxthreads: int, name: str) -> ThreadPool:

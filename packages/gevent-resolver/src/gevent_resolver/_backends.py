@@ -47,7 +47,7 @@ def resolver_class(name: object) -> type | None:
             f"or a dotted path to a gevent resolver class, got {name!r}"
         )
     try:
-        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"resolver {name!r} cannot be imported: {e}") from e
 
@@ -119,6 +119,8 @@ class Backends:
                 continue
             loop = getattr(hub, "loop", None)
             try:
+                if loop is None:
+                    raise RuntimeError("that hub has no loop any more")
                 # Thread-safe and wakes that loop; c-ares must be torn down by its own loop.
                 loop.run_callback_threadsafe(_close, resolver)
             except Exception:

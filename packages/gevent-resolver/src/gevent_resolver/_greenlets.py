@@ -2,11 +2,11 @@
 
 Two places a lookup can run:
 
-- in-loop: a hub-driven reactor (``IHubReactor``) runs in this thread, so the lookup is a greenlet
-  on that same hub; no thread is involved.
-- standalone: any other reactor (epoll, select, asyncio); the lookup is a greenlet on the
-  process-wide helper hub thread (``gevent_deferred.shared_hub_thread()``), so any number of
-  concurrent lookups costs one OS thread.
+  - in-loop: a hub-driven reactor (``IHubReactor``) runs in this thread, so the lookup is a
+    greenlet on that same hub; no thread is involved.
+  - standalone: any other reactor (epoll, select, asyncio); the lookup is a greenlet on the
+    process-wide helper hub thread (``gevent_deferred.shared_hub_thread()``), so any number of
+    concurrent lookups costs one OS thread.
 
 Either way the Deferred fires through ``reactor.callFromThread``, so callbacks run where Twisted's
 callbacks always run (for a GeventReactor: its reactor context, never a throwaway greenlet), and

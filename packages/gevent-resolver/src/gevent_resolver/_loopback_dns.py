@@ -61,11 +61,13 @@ class _Zone(authority.FileAuthority):
         soa = dns.Record_SOA(
             mname=b"ns." + zone, rname=b"admin." + zone, serial=1, minimum=60, expire=60
         )
-        self.soa = (zone, soa)
-        self.records = {zone: [soa]}
+        zone_records: dict[bytes, list[Any]] = {zone: [soa]}
         for name, records in self._records_in.items():
             key = f"{name}.{ZONE}".encode().lower()
-            self.records.setdefault(key, []).extend(_record(k, v) for k, v in records)
+            zone_records.setdefault(key, []).extend(_record(k, v) for k, v in records)
+        # FileAuthority declares both as None until a zone file is loaded.
+        self.soa = (zone, soa)  # type: ignore[assignment]
+        self.records = zone_records  # type: ignore[assignment]
 
 
 class _Front(common.ResolverBase):

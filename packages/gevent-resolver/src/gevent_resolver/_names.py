@@ -112,7 +112,7 @@ def timeout_seconds(value: object) -> float:
     if not parts:
         return DEFAULT_TIMEOUT
     for part in parts:
-        if isinstance(part, bool) or not isinstance(part, numbers.Real) or not part >= 0:
+        if isinstance(part, bool) or not isinstance(part, numbers.Real) or not float(part) >= 0:
             raise ValueError(
                 "timeout must be a sequence of non-negative numbers of seconds such as "
                 f"(1, 3, 11, 45), got {value!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from socket import AF_INET, AF_INET6, AF_UNSPEC, SOCK_DGRAM
-from typing import Any
+from typing import Any, Literal
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
@@ -109,7 +109,7 @@ class GeventResolver:
 
     def _gethostbyname(self, host: str) -> str:
         # Runs in a greenlet on the hub that does the lookup.
-        return self._backends.current().gethostbyname(host)  # type: ignore[no-any-return]
+        return self._backends.current().gethostbyname(host)
 
     @staticmethod
     def _timed_out(result: Deferred[str], lookup: Deferred[str], name: str, delay: float) -> None:
@@ -203,7 +203,7 @@ class GeventResolver:
             # and repeats addresses reached through a CNAME: keep what was asked for, once.
             if address_type is None or family not in (AF_UNSPEC, found_family):
                 continue
-            transport = "UDP" if found_type == SOCK_DGRAM else "TCP"
+            transport: Literal["TCP", "UDP"] = "UDP" if found_type == SOCK_DGRAM else "TCP"
             key = (found_family, transport, tuple(sockaddr))
             if key in seen:
                 continue

@@ -1,8 +1,12 @@
 """Twisted's ThreadPool interface with gevent greenlets as workers."""
 
+from importlib.metadata import version as _version
+
 from ._context import GreenletContextTracker, install_greenlet_context_tracker
 from ._pool import GeventThreadPool, PoolKilledError
 from ._reactor import BlockingCallFromPoolError, use_gevent_threadpool
+
+__version__ = _version("gevent-threadpool")
 
 __all__ = [
     "BlockingCallFromPoolError",

@@ -1,9 +1,11 @@
 """
-Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's names.
+Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's names::
 
     import geventreactor; geventreactor.install()
     from twisted.internet import reactor
 """
+
+from importlib.metadata import version as _version
 
 from gevent_deferred import (
     GreenletKilledError,
@@ -17,9 +19,17 @@ from gevent_deferred import (
     waitForDeferred,
     waitForGreenlet,
 )
-from gevent_reactor import GeventReactor, ReactorContextBlockingError, install
+from gevent_reactor import (
+    GeventReactor,
+    ReactorContextBlockingError,
+    WrongReactorInstalledError,
+    ensure_installed,
+    install,
+)
 from gevent_resolver import GeventResolver, install_gevent_resolver
 from gevent_threadpool import GeventThreadPool, use_gevent_threadpool
+
+__version__ = _version("geventreactor")
 
 __all__ = [
     "GeventReactor",
@@ -31,8 +41,10 @@ __all__ = [
     "ReactorThread",
     "WaitTimeoutError",
     "WrongContextError",
+    "WrongReactorInstalledError",
     "blockingCallFromGreenlet",
     "deferToGreenlet",
+    "ensure_installed",
     "in_greenlet",
     "install",
     "install_gevent_resolver",
