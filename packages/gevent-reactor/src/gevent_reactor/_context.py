@@ -67,8 +67,10 @@ class _ReactorContext(greenlet):
         to_hub = greenlet.switch
         hub = self.parent
         while True:
+            job = self._job
             try:
-                self._job()
+                if job is not None:
+                    job()
             except BaseException:
                 # Jobs log their own failures; this only keeps the greenlet alive for the next one.
                 _log.failure("Unexpected error in main loop.")

@@ -20,6 +20,7 @@ sent first; if it was aborted, its blocked handlers are killed (C{GreenletExit})
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gevent import GreenletExit
@@ -27,7 +28,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.posixbase import _NO_FILEDESC
 from twisted.internet.tcp import BaseClient
-from twisted.logger import Logger
 from twisted.python import context as _context
 from twisted.python import log
 from twisted.python.failure import Failure
@@ -55,11 +55,14 @@ class LoopFDSet:
     C{_disconnectSelectable} and C{_removeAll}, and calls L{_init_fdset} from its C{__init__}.
     """
 
-    _log = Logger()
     hub: Any
     _loop: Any
     _watching: bool
     _continuousPolling: Any
+    _disconnectSelectable: Callable[..., None]
+    _close_soon: Callable[[Any], None]
+    _removeAll: Callable[[list[Any], list[Any]], list[Any]]
+    callLater: Callable[..., Any]
 
     def _init_fdset(self) -> None:
         self._readers: dict[Any, Any] = {}
@@ -241,7 +244,7 @@ class LoopFDSet:
                 self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
                 return
         except BaseException as e:
-            self._log.failure(None)
+            log.err()
             self._disconnectSelectable(selectable, e, is_read)
             return
         if (
@@ -267,7 +270,7 @@ class LoopFDSet:
             why = e
         except BaseException as e:
             why = e
-            self._log.failure(None)
+            log.err()
         if why:
             self._disconnectSelectable(selectable, why, is_read)
             return False
