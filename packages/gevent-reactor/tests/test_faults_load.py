@@ -297,8 +297,9 @@ def test_thousands_of_concurrent_connections(any_reactor: Any, kind: str) -> Non
 STORM_THREADS = 8
 # Calls per thread: 200,000 in all, the same work for each reactor.
 STORM_CALLS = 25_000
-# Calls a thread makes between two chances for the others to take the GIL.
-STORM_BATCH = 1000
+# Each thread calls as fast as it can (as the storm this guards against): the interpreter's thread
+# switching costs both reactors the same, what differs is how long I/O waits behind queued calls.
+STORM_BATCH = STORM_CALLS
 # Echo latency allowed during the storm: Twisted's epoll reactor needs about 0.03 s on an idle
 # machine; on a loaded one, three times what epoll needed in the same run.
 STORM_LATENCY = 0.3
@@ -365,13 +366,17 @@ def test_call_from_thread_storm_loses_nothing_and_does_not_starve_io() -> None:
             assert seqs == list(range(STORM_CALLS)), (
                 f"{kind}: thread {thread}'s calls lost or out of order"
             )
-    worst = {kind: max(outcome["latencies"]) for kind, outcome in results.items()}
+    worst = {kind: max(r["latencies"]) for kind, r in results.items()}
+    mean = {kind: sum(r["latencies"]) / len(r["latencies"]) for kind, r in results.items()}
     summary = ", ".join(
-        f"{k}: worst echo {worst[k]:.3f} s of {len(r['latencies'])}, storm {r['took']:.2f} s"
+        f"{k}: echo worst {worst[k]:.3f} s, mean {mean[k]:.3f} s, {len(r['latencies'])} echoes "
+        f"in a {r['took']:.2f} s storm"
         for k, r in results.items()
     )
     bound = max(STORM_LATENCY, STORM_RATIO * worst["epoll"])
     assert worst["gevent"] < bound, f"I/O starved behind calls from threads ({summary})"
+    mean_bound = max(STORM_LATENCY / 3, STORM_RATIO * mean["epoll"])
+    assert mean["gevent"] < mean_bound, f"I/O starved behind calls from threads ({summary})"
 
 
 # -- an accept batch where some connectionMade block ----------------------------------------
@@ -431,10 +436,12 @@ def test_blocking_connection_made_in_an_accept_batch_holds_only_its_connection()
 
 # -- a LoopingCall during a large FileSender transfer -------------------------------------------
 
-TRANSFER = 256 << 20
+TRANSFER = 64 << 20
 TICK = 0.01
-# Twisted's epoll reactor interleaves ticks with the transfer (gaps of a few ms).
+# Twisted's epoll reactor interleaves ticks with the transfer (gaps of a few ms on an idle machine);
+# on a loaded one, three times epoll's worst gap in the same run.
 TICK_GAP = 0.2
+TICK_RATIO = 3.0
 
 
 class _SendFile(Protocol):
@@ -451,48 +458,64 @@ class _SendFile(Protocol):
         FileSender().beginFileTransfer(handle, self.transport).addBoth(done)
 
 
-@pytest.mark.parametrize("kind", ["gevent", "epoll"])
-def test_looping_call_keeps_ticking_during_a_large_file_transfer(
-    any_reactor: Any, kind: str, tmp_path: Any
-) -> None:
-    reactor = any_reactor
-    path = tmp_path / "big.bin"
-    with open(path, "wb") as f:
-        f.truncate(TRANSFER)  # sparse: read from memory, the disk plays no part
-    factory = Factory.forProtocol(_SendFile)
-    factory.path, factory.began, factory.ended = str(path), None, None
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
-    ticks: list[float] = []
-    loop = LoopingCall(lambda: ticks.append(time.monotonic()))
-    loop.clock = reactor  # not the global reactor
-    reactor.callWhenRunning(loop.start, TICK)
+def _transfer_with_ticks(kind: str, path: str) -> dict[str, Any]:
+    with reactor_of(kind) as reactor:
+        factory = Factory.forProtocol(_SendFile)
+        factory.path, factory.began, factory.ended = path, None, None
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
+        ticks: list[float] = []
+        loop = LoopingCall(lambda: ticks.append(time.monotonic()))
+        loop.clock = reactor  # not the global reactor
+        reactor.callWhenRunning(loop.start, TICK)
 
-    def client() -> int:
-        sock = connect(port, timeout=30)
-        buffer = bytearray(1 << 20)
-        view = memoryview(buffer)
-        total = 0
-        while True:
-            n = sock.recv_into(view)
-            if not n:
-                break
-            total += n
-        sock.close()
-        return total
+        def client() -> int:
+            sock = connect(port, timeout=30)
+            view = memoryview(bytearray(1 << 20))
+            total = 0
+            while True:
+                n = sock.recv_into(view)
+                if not n:
+                    break
+                total += n
+            sock.close()
+            return total
 
-    try:
-        total = run_with_client(reactor, client, timeout=60)
-    finally:
-        if loop.running:
-            loop.stop()
-    assert total == TRANSFER
+        try:
+            total = run_with_client(reactor, client, timeout=60)
+        finally:
+            if loop.running:
+                loop.stop()
     began, ended = factory.began, factory.ended
     marks = [began] + [t for t in ticks if began < t < ended] + [ended]
     gaps = [b - a for a, b in itertools.pairwise(marks)]
-    worst = max(gaps)
-    assert worst < TICK_GAP, (
-        f"a {TICK} s LoopingCall got no tick for {worst:.3f} s during a "
-        f"{TRANSFER >> 20} MiB transfer lasting {ended - began:.2f} s"
+    during = len(marks) - 2
+    return {
+        "total": total,
+        "worst": max(gaps),
+        "took": ended - began,
+        "rate": during / (ended - began),
+    }
+
+
+def test_looping_call_keeps_ticking_during_a_large_file_transfer(tmp_path: Any) -> None:
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(TRANSFER)  # sparse: read from memory, the disk plays no part
+    results = {kind: _transfer_with_ticks(kind, str(path)) for kind in ("epoll", "gevent")}
+    for kind, result in results.items():
+        assert result["total"] == TRANSFER, f"{kind}: {result['total']} of {TRANSFER} bytes"
+    summary = ", ".join(
+        f"{k}: worst gap {r['worst']:.3f} s, {r['rate']:.0f} ticks/s in a {r['took']:.2f} s transfer"
+        for k, r in results.items()
+    )
+    # However fast the transfer, the timer keeps (at least half) the pace it keeps on epoll...
+    assert results["gevent"]["rate"] >= results["epoll"]["rate"] / 2, (
+        f"a {TICK} s LoopingCall was starved during a {TRANSFER >> 20} MiB transfer ({summary})"
+    )
+    # ... and no tick waits long.
+    bound = max(TICK_GAP, TICK_RATIO * results["epoll"]["worst"])
+    assert results["gevent"]["worst"] < bound, (
+        f"a {TICK} s LoopingCall stopped ticking during a {TRANSFER >> 20} MiB transfer ({summary})"
     )
 
 

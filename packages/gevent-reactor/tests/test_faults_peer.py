@@ -6,9 +6,12 @@ same assertions: GeventReactor must do what epoll does, within the same bounds.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -78,12 +81,19 @@ class _ResetWatch(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.factory.received += len(data)
         self.factory.got_data.set()
-        if self.factory.block and not self.blocked_once:
-            self.blocked_once = True
+        if self.blocked_once:
+            return
+        self.blocked_once = True
+        if self.factory.block:
             self.factory.log.append("block")
             gevent.sleep(SLEEP)
             self.factory.log.append("woke")
             self.transport.write(b"late reply")
+        elif self.factory.unread == "paused":
+            # Not reading for a while (as a paused transport): the client's data and its reset
+            # arrive meanwhile, so there is input queued before the reset when reading resumes.
+            self.transport.pauseProducing()
+            self.factory.server_reactor.callLater(SLEEP, self.transport.resumeProducing)
 
     def connectionLost(self, reason: Any) -> None:
         self.factory.log.append(("lost", reason.type))
@@ -91,26 +101,33 @@ class _ResetWatch(Protocol):
         self.factory.lost.set()
 
 
+def _unacked(sock: socket.socket) -> int:
+    # SIOCOUTQ: bytes sent but not yet acknowledged by the peer.
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+# unread: "no" (nothing queued at the reset), "paused" (the server does not read for a while; the
+# data and the reset wait in its kernel), "streaming" (the reset lands while the server is reading
+# a stream of input faster than one read can take).
 RESET_CASES = [
-    ("epoll", False, False),
-    ("epoll", True, False),
-    ("gevent", False, False),
-    ("gevent", True, False),
-    ("gevent", False, True),
-    ("gevent", True, True),
+    ("epoll", "no", False),
+    ("epoll", "paused", False),
+    ("epoll", "streaming", False),
+    ("gevent", "no", False),
+    ("gevent", "paused", False),
+    ("gevent", "streaming", False),
+    ("gevent", "no", True),
+    ("gevent", "streaming", True),
 ]
 
 
 @pytest.mark.parametrize(
     ("kind", "unread", "block"),
     RESET_CASES,
-    ids=[
-        f"{k}-{'unread' if u else 'drained'}-{'blocked' if b else 'idle'}"
-        for k, u, b in RESET_CASES
-    ],
+    ids=[f"{k}-unread-{u}-{'blocked' if b else 'idle'}" for k, u, b in RESET_CASES],
 )
 def test_peer_reset_ends_the_connection_with_connection_lost(
-    any_reactor: Any, kind: str, unread: bool, block: bool
+    any_reactor: Any, kind: str, unread: str, block: bool
 ) -> None:
     port, factory = _port(
         any_reactor,
@@ -118,6 +135,8 @@ def test_peer_reset_ends_the_connection_with_connection_lost(
         log=[],
         received=0,
         block=block,
+        unread=unread,
+        server_reactor=any_reactor,
         got_data=threading.Event(),
         lost=threading.Event(),
         lost_at=None,
@@ -127,8 +146,12 @@ def test_peer_reset_ends_the_connection_with_connection_lost(
         sock = connect(port)
         sock.sendall(b"hello")
         assert factory.got_data.wait(5), "the server never read the first bytes"
-        if unread:
-            # Queued behind the reset: the server has not read it when the RST arrives.
+        if unread == "paused":
+            # Queued behind the reset: the server has not read it when the RST arrives (more
+            # than one read's worth), and it is in the server's kernel, not the client's.
+            sock.sendall(b"u" * (192 << 10))
+            wait_for(lambda: _unacked(sock) == 0, 2)
+        elif unread == "streaming":
             sock.sendall(b"u" * (1 << 20))
         reset_at = time.monotonic()
         reset(sock)
@@ -137,7 +160,7 @@ def test_peer_reset_ends_the_connection_with_connection_lost(
 
     reset_at = run_with_client(any_reactor, client)
     took = factory.lost_at - reset_at
-    bound = NOTICE + (SLEEP if block else 0.0)
+    bound = NOTICE + (SLEEP if block or unread == "paused" else 0.0)
     assert took < bound, f"connectionLost came {took:.2f} s after the reset (bound {bound} s)"
     lost = [e for e in factory.log if isinstance(e, tuple)]
     assert len(lost) == 1, factory.log
