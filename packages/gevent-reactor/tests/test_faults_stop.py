@@ -134,7 +134,8 @@ def test_stop_with_hundreds_of_blocked_handlers_returns_promptly_and_leaks_nothi
     assert watchers_after_stop == watchers_before, (
         f"{watchers_after_stop - watchers_before} loop watchers left active after stop"
     )
-    assert woke == BLOCKED, "blocked handlers did not finish after the reactor stopped"
+    # stop() ends the blocked handlers (GreenletExit) before shutdown disconnects: none wakes later.
+    assert woke == 0, f"{woke} blocked handlers went on after the reactor stopped"
     assert watchers_at_end == watchers_before
     assert fds_at_end == fds_before
     assert factory.lost == BLOCKED, f"{factory.lost} of {BLOCKED} connectionLost at shutdown"

@@ -262,12 +262,15 @@ class LoopFDSet:
 
     def _attempt(self, selectable: Any, is_read: bool) -> bool:
         # One doRead or doWrite; False if it ended the connection.  As Twisted's reactors, any
-        # exception (a gevent.Timeout, a killed handler's GreenletExit) ends the connection.
+        # exception (a gevent.Timeout, a killed handler's GreenletExit) is logged and ends the
+        # connection; handlers the reactor itself ended (abortConnection, stop) are not reported.
         try:
             why = selectable.doRead() if is_read else selectable.doWrite()
         except GreenletExit as e:
-            # A killed handler is ended, not reported: gevent's own convention.
             why = e
+            runner = current_runner()
+            if runner is None or not runner.ended_by_reactor:
+                log.err()
         except BaseException as e:
             why = e
             log.err()
@@ -585,6 +588,7 @@ def _cancel_and_pass(result: object, call: Any) -> object:
 
 def _throw_exit(runner: IORunner) -> None:
     if not runner.dead and runner.blocked:
+        runner.ended_by_reactor = True
         runner.throw(GreenletExit)
 
 

@@ -57,6 +57,8 @@ class IORunner(greenlet):
         self.is_read = True
         # Whether this job has blocked at least once; then the hub no longer waits for it.
         self.blocked = False
+        # Whether the reactor killed this job (abortConnection, stop): not reported as an error.
+        self.ended_by_reactor = False
         # (selectable, is_read) pairs this blocked job holds.
         self.held: list[tuple[Any, bool]] = []
         # The connection this job is setting up: accepted by a port's doRead, or a client whose
@@ -123,6 +125,7 @@ class IORunner(greenlet):
                 # Whatever happened, nothing stays held by a job that is over.
                 self._batch = None
                 self.selectable = None
+                self.ended_by_reactor = False
                 if self.adopted:
                     self.adopted.clear()
                 while self.blocked:
