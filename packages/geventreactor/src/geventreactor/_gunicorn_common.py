@@ -13,7 +13,13 @@ from twisted.internet.task import LoopingCall
 
 from gevent_reactor import GeventReactor
 
-__all__ = ["Heartbeat", "exit_hard", "heartbeat_interval", "reactor_after_fork"]
+__all__ = [
+    "Heartbeat",
+    "exit_hard",
+    "heartbeat_interval",
+    "log_twisted_to_gunicorn",
+    "reactor_after_fork",
+]
 
 
 def reactor_after_fork(worker_name: str) -> GeventReactor:
@@ -107,3 +113,13 @@ def exit_hard(worker: Any) -> None:
             except Exception:  # noqa: BLE001
                 pass
         os._exit(1)
+
+
+def log_twisted_to_gunicorn() -> None:
+    """Send Twisted's log events to gunicorn's error log (its C{gunicorn.error} logger), where
+    tracebacks from protocol code and timed calls would otherwise be lost. Never blocks."""
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo(
+        [STDLibLogObserver(name="gunicorn.error")], redirectStandardIO=False
+    )

@@ -8,7 +8,13 @@ import gevent
 from gunicorn.workers.base import Worker
 from gunicorn.workers.ggevent import GeventWorker
 
-from ._gunicorn_common import Heartbeat, exit_hard, heartbeat_interval, reactor_after_fork
+from ._gunicorn_common import (
+    Heartbeat,
+    exit_hard,
+    heartbeat_interval,
+    log_twisted_to_gunicorn,
+    reactor_after_fork,
+)
 
 __all__ = ["GeventReactorWorker", "start_background_reactor"]
 
@@ -66,6 +72,7 @@ class GeventReactorWorker(GeventWorker):
         # before the application is imported.
         self.patch()
         self.reactor = reactor_after_fork(type(self).__name__)
+        log_twisted_to_gunicorn()
         background = start_background_reactor(self.reactor)
         heartbeat = Heartbeat(self.reactor, self._beat, self._orphaned, self.ppid)
         self.reactor.callWhenRunning(heartbeat.start, heartbeat_interval(self.timeout))

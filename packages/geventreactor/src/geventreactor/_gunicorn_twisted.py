@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import sys
 from datetime import datetime
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.errors import AppImportError
 from gunicorn.workers.base import Worker
+from twisted.internet import tcp
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.web import http
@@ -17,7 +20,13 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
 
-from ._gunicorn_common import Heartbeat, exit_hard, heartbeat_interval, reactor_after_fork
+from ._gunicorn_common import (
+    Heartbeat,
+    exit_hard,
+    heartbeat_interval,
+    log_twisted_to_gunicorn,
+    reactor_after_fork,
+)
 
 __all__ = ["TwistedWorker"]
 
@@ -46,13 +55,19 @@ class _Connections:
 
     def live(self) -> list[Any]:
         """The protocols whose connection is still open (and forget the others). Never blocks."""
-        live = {
-            key: protocol
-            for key, protocol in self._live.items()
-            if protocol.transport is None or not getattr(protocol.transport, "disconnected", 0)
-        }
+        live = {key: protocol for key, protocol in self._live.items() if _is_open(protocol)}
         self._live = live
-        return list(live.values())
+        return [_unwrapped(protocol) for protocol in live.values()]
+
+
+def _unwrapped(protocol: Any) -> Any:
+    # Site builds a proxy that chooses HTTP/1.1 or HTTP/2 and holds the real channel.
+    return getattr(protocol, "_channel", protocol)
+
+
+def _is_open(protocol: Any) -> bool:
+    transport = getattr(_unwrapped(protocol), "transport", None)
+    return transport is None or not getattr(transport, "disconnected", False)
 
 
 class _GunicornRequest(Request):
@@ -160,7 +175,13 @@ class _GracefulStop:
         for port in self._ports:
             port.stopListening()
         self._deadline = self._reactor.seconds() + graceful_timeout
-        self._poll.start(0.05, now=True)
+        self._poll.start(0.05, now=True).addErrback(self._failed)
+
+    def _failed(self, failure: Any) -> None:
+        # Never leave a stopping worker running: the master would only SIGKILL it later.
+        self._log.error("Graceful stop failed, stopping now:\n%s", failure.getTraceback())
+        if self._reactor.running:
+            self._reactor.stop()
 
     def _check(self) -> None:
         live = self._connections.live()
@@ -176,6 +197,17 @@ class _GracefulStop:
             self._log.warning("Worker graceful timeout (pid:%s)", os.getpid())
         self._poll.stop()
         self._reactor.stop()
+
+
+def _adopt(reactor: Any, listener: Any, factory: Any) -> Any:
+    port = reactor.adoptStreamPort(listener.fileno(), listener.FAMILY, factory)
+    # The listening socket is the master's and every worker's: stopping this port must neither
+    # shut it down (that would stop accept() in the other workers too) nor, for a UNIX socket,
+    # unlink its path, as a Port that bound it itself does.
+    port._shouldShutdown = False
+    if listener.FAMILY == socket.AF_UNIX:
+        port.connectionLost = functools.partial(tcp.Port.connectionLost, port)
+    return port
 
 
 def serving_factory(app: Any, reactor: Any, worker: TwistedWorker) -> Any:
@@ -248,6 +280,7 @@ class TwistedWorker(Worker):
         # After the fork, before the application is imported: its `from twisted.internet import
         # reactor` must find GeventReactor.
         self.reactor = reactor_after_fork(type(self).__name__)
+        log_twisted_to_gunicorn()
         self._stop: _GracefulStop | None = None
         super().init_process()
 
@@ -257,10 +290,7 @@ class TwistedWorker(Worker):
         # A Site counts finished requests; any other protocol counts connections.
         on_connection = _ignore if isinstance(factory, _GunicornSite) else self.count_request
         connections = _Connections(factory, on_connection)
-        ports = [
-            reactor.adoptStreamPort(listener.fileno(), listener.FAMILY, connections)
-            for listener in self.sockets
-        ]
+        ports = [_adopt(reactor, listener, connections) for listener in self.sockets]
         self._stop = _GracefulStop(reactor, ports, connections, self.log)
         heartbeat = Heartbeat(reactor, self.notify, self._orphaned, self.ppid)
         heartbeat.start(heartbeat_interval(self.timeout))

@@ -2,10 +2,10 @@
 reactor that runs beside gunicorn's gevent worker."""
 
 import os
-import time
 from urllib.parse import parse_qs
 
 import gevent
+from gevent.monkey import get_original
 from twisted.internet import reactor
 from twisted.web.client import Agent, readBody
 
@@ -19,7 +19,8 @@ def wsgi(environ, start_response):
     if path == "/sleep":
         gevent.sleep(seconds)
     elif path == "/block":
-        time.sleep(seconds)
+        # The gevent worker patched time.sleep; the original blocks the whole loop.
+        get_original("time", "sleep")(seconds)
     if path == "/agent":
         url = "http://127.0.0.1:%s/sleep?s=0.1" % environ["SERVER_PORT"]
         response = waitForDeferred(Agent(reactor).request(b"GET", url.encode()), timeout=10)
