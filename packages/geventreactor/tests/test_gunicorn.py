@@ -76,7 +76,7 @@ class Gunicorn:
             "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--pythonpath", str(APPS),
             "-k", worker, "--access-logfile", str(self.access_path),
             "--error-logfile", str(self.log_path), "--log-level", "info",
-            *options, app,
+            "--graceful-timeout", "5", *options, app,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             command,
@@ -307,18 +307,16 @@ def test_wsgi_app_on_real_threads(gunicorn):
 
 @pytest.mark.timeout(60)
 def test_wsgi_app_on_greenlets_with_gevent_threadpool(gunicorn):
-    server = gunicorn("green_wsgi_app:wsgi")
-    server.ready()
+    server = gunicorn("green_wsgi_app:wsgi", TWISTED, workers=1)
+    (worker,) = server.ready()
     assert "thread=main" in server.get("/hello")
-    # Greenlet handlers that block with gevent overlap: one worker answers while another of its
+    # Greenlet handlers that block with gevent overlap: the worker answers while another of its
     # requests is still sleeping.
-    server_one = gunicorn("green_wsgi_app:wsgi", TWISTED, workers=1)
-    (worker,) = server_one.ready()
     slow = []
-    client = threading.Thread(target=lambda: slow.append(server_one.get("/sleep?s=3", 15)))
+    client = threading.Thread(target=lambda: slow.append(server.get("/sleep?s=3", 15)))
     client.start()
     time.sleep(0.3)  # ordering aid only
-    assert server_one.pid_of() == worker
+    assert server.pid_of() == worker
     assert not slow  # still sleeping in its greenlet
     client.join(15)
     assert slow and "path=/sleep thread=main" in slow[0]
@@ -416,6 +414,7 @@ def test_gevent_worker_blocked_greenlet_survives_blocked_loop_killed(gunicorn):
         server.get("/block?s=30", timeout=20)
     wait_for(lambda: (w := server.workers()) and worker not in w, 20, "a replacement worker")
     assert f"WORKER TIMEOUT (pid:{worker})" in server.log()
+    assert server.ready() != {worker}
 
 
 @pytest.mark.timeout(60)

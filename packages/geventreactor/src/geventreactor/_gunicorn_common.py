@@ -24,13 +24,12 @@ __all__ = [
 
 def reactor_after_fork(worker_name: str) -> GeventReactor:
     """
-    In a freshly forked worker: reinitialise gevent's hub and install a GeventReactor as
-    C{twisted.internet.reactor} (or keep the GeventReactor that a preloaded application installed
-    in the master and never ran). Any other installed reactor is a configuration error.
+    In a forked worker whose hub was reinitialised (C{gevent.reinit()}): install a GeventReactor
+    as C{twisted.internet.reactor}, or keep the GeventReactor that a preloaded application
+    installed in the master and never ran. Any other installed reactor is a configuration error.
 
     Never blocks. Must be called from the worker's main greenlet, before the application loads.
     """
-    gevent.reinit()
     installed = sys.modules.get("twisted.internet.reactor")
     if installed is None:
         from gevent_reactor import install

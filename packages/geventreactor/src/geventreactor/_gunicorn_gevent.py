@@ -67,20 +67,30 @@ class GeventReactorWorker(GeventWorker):
 
     reactor: Any = None
 
+    _background: _BackgroundReactor | None = None
+    _heartbeat: Heartbeat | None = None
+
     def init_process(self) -> None:
-        # As GeventWorker.init_process (patch, then a fresh hub), with the reactor made and running
-        # before the application is imported.
+        # As GeventWorker.init_process: patch, a fresh hub, then gunicorn's worker start-up.
         self.patch()
-        self.reactor = reactor_after_fork(type(self).__name__)
-        log_twisted_to_gunicorn()
-        background = start_background_reactor(self.reactor)
-        heartbeat = Heartbeat(self.reactor, self._beat, self._orphaned, self.ppid)
-        self.reactor.callWhenRunning(heartbeat.start, heartbeat_interval(self.timeout))
+        gevent.reinit()
         try:
             Worker.init_process(self)
         finally:
-            heartbeat.stop()
-            background.stop(timeout=max(1.0, float(self.cfg.graceful_timeout)))
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+            if self._background is not None:
+                self._background.stop(timeout=max(1.0, float(self.cfg.graceful_timeout)))
+
+    def load_wsgi(self) -> None:
+        # After gunicorn's signal handlers are in place, before the application is imported: the
+        # reactor it imports is GeventReactor, running already.
+        self.reactor = reactor_after_fork(type(self).__name__)
+        log_twisted_to_gunicorn()
+        self._background = start_background_reactor(self.reactor)
+        self._heartbeat = Heartbeat(self.reactor, self._beat, self._orphaned, self.ppid)
+        self.reactor.callWhenRunning(self._heartbeat.start, heartbeat_interval(self.timeout))
+        super().load_wsgi()
 
     def notify(self) -> None:
         # GeventWorker.run calls this every second from a greenlet; the heartbeat that counts is

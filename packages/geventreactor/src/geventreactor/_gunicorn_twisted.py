@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+import gevent
 from gunicorn import util
 from gunicorn.errors import AppImportError
 from gunicorn.workers.base import Worker
@@ -276,13 +277,18 @@ class TwistedWorker(Worker):
         if not getattr(util.import_app, "geventreactor_wrapped", False):
             util.import_app = _import_twisted_app(util.import_app)
 
+    _stop: _GracefulStop | None = None
+
     def init_process(self) -> None:
-        # After the fork, before the application is imported: its `from twisted.internet import
-        # reactor` must find GeventReactor.
+        gevent.reinit()  # the hub inherited from the master, if any, is of no use after the fork
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        # After gunicorn's signal handlers are in place, before the application is imported: its
+        # `from twisted.internet import reactor` must find GeventReactor.
         self.reactor = reactor_after_fork(type(self).__name__)
         log_twisted_to_gunicorn()
-        self._stop: _GracefulStop | None = None
-        super().init_process()
+        super().load_wsgi()
 
     def run(self) -> None:
         reactor = self.reactor
@@ -322,12 +328,15 @@ class TwistedWorker(Worker):
     def handle_exit(self, sig: int, frame: Any) -> None:
         # SIGTERM: graceful.
         self.alive = False
-        self.reactor.callFromThread(self._begin_stop)
+        if self.reactor is not None:  # else run() sees `alive` and never starts serving
+            self.reactor.callFromThread(self._begin_stop)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         # SIGQUIT/SIGINT: quick.
         self.alive = False
         self.cfg.worker_int(self)
+        if self.reactor is None:
+            sys.exit(0)  # still booting: nothing to stop
         self.reactor.callFromThread(self.reactor.stop)
 
     def handle_abort(self, sig: int, frame: Any) -> None:
