@@ -106,8 +106,16 @@ SUBJECTS = {
             lambda p: gunicorn_command(TW, 2, "bench_gunicorn:wsgi", p),
             {"BENCH_GUNICORN_GREEN": "1"},
         ),
-        ("gunicorn gevent x1", lambda p: gunicorn_command("gevent", 1, "bench_gunicorn:wsgi", p), {}),
-        ("gunicorn gevent x2", lambda p: gunicorn_command("gevent", 2, "bench_gunicorn:wsgi", p), {}),
+        (
+            "gunicorn gevent x1",
+            lambda p: gunicorn_command("gevent", 1, "bench_gunicorn:wsgi", p),
+            {},
+        ),
+        (
+            "gunicorn gevent x2",
+            lambda p: gunicorn_command("gevent", 2, "bench_gunicorn:wsgi", p),
+            {},
+        ),
         ("GeventReactorWorker x1", lambda p: gunicorn_command(GR, 1, "bench_gunicorn:wsgi", p), {}),
         ("GeventReactorWorker x2", lambda p: gunicorn_command(GR, 2, "bench_gunicorn:wsgi", p), {}),
     ],
@@ -181,7 +189,11 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None
 def run_wrk(port: int, seconds: float, connections: int) -> tuple[float, int, float]:
     """(requests/s, non-2xx or socket errors, wrk's CPU seconds)."""
     command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"http://127.0.0.1:{port}/",
     ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -194,7 +206,9 @@ def run_wrk(port: int, seconds: float, connections: int) -> tuple[float, int, fl
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         errors += int(m.group(1))
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
+    if m := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
         errors += sum(int(x) for x in m.groups())
     return rate, errors, usage.ru_utime + usage.ru_stime
 
@@ -279,9 +293,11 @@ def main() -> int:
         for name, _, _ in subjects:
             runs = results[(scenario, name)]
             failed |= any(r["errors"] for r in runs)
-            ratio = statistics.median(r["rate"] / ref["rate"] for r, ref in zip(runs, reference))
+            ratio = statistics.median(
+                r["rate"] / ref["rate"] for r, ref in zip(runs, reference, strict=True)
+            )
             cpu_ratio = statistics.median(
-                r["per_cpu"] / ref["per_cpu"] for r, ref in zip(runs, reference)
+                r["per_cpu"] / ref["per_cpu"] for r, ref in zip(runs, reference, strict=True)
             )
             print(
                 f"  {name:24} {statistics.median(r['rate'] for r in runs):8.0f} {ratio:6.2f} "

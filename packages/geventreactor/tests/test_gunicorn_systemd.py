@@ -46,7 +46,7 @@ def test_twist_web_under_socket_activation(tmp_path):
         "-m", "twisted", "--reactor=gevent", "web",
         "--listen", "systemd:domain=INET:index=0", "--wsgi", "gevent_apps.wsgi",
     ]  # fmt: skip
-    log = open(tmp_path / "twist.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "twist.log", "wb")
     proc = subprocess.Popen(
         command,
         env=env,

@@ -104,12 +104,12 @@ def exit_hard(worker: Any) -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001 - a closed stream must not keep us alive
+            except Exception:
                 pass
         for handler in logging.getLogger("gunicorn.error").handlers:
             try:
                 handler.flush()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         os._exit(1)
 

@@ -79,8 +79,9 @@ class _GunicornRequest(Request):
         self.gunicorn_started = datetime.now()
 
     def process(self) -> None:
-        if self.channel is not None and self.channel.factory.stopping:
-            # The worker stops: this response is the connection's last.
+        site = self.channel.factory if self.channel is not None else None
+        if site is not None and (site.stopping or not site.keep_alive):
+            # The worker stops (or --keep-alive is 0): this response is the connection's last.
             self.channel.persistent = False
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         super().process()
@@ -125,8 +126,11 @@ class _GunicornSite(Site):
     requestFactory = _GunicornRequest
 
     def __init__(self, resource: Any, worker: TwistedWorker) -> None:
-        super().__init__(resource)
+        # gunicorn's --keep-alive: how long an idle connection waits for its next request.
+        keep_alive = worker.cfg.keepalive
+        super().__init__(resource, timeout=keep_alive if keep_alive > 0 else None)
         self._worker = worker
+        self.keep_alive = keep_alive > 0
         self.stopping = False
 
     def log(self, request: Request) -> None:
@@ -145,14 +149,18 @@ class _GunicornSite(Site):
                 _access_log_environ(request),
                 datetime.now() - started,
             )
+        if request.channel is not None:
+            # A keep-alive connection between two requests may be closed by a graceful stop.
+            request.channel.gunicorn_served = True
         worker.count_request()
 
 
 class _GracefulStop:
     """
-    Stop accepting, let open connections finish within C{graceful_timeout} (idle HTTP
-    keep-alive connections are closed at once, busy ones after their response), then stop the
-    reactor.
+    Stop accepting, let open connections finish within C{graceful_timeout}, then stop the
+    reactor. HTTP connections are closed after their current response; one idle between two
+    requests is closed at once, and one that has not sent its first request yet (it was just
+    accepted) gets the keep-alive time to send it.
     """
 
     def __init__(self, reactor: Any, ports: list[Any], connections: _Connections, log: Any):
@@ -160,12 +168,12 @@ class _GracefulStop:
         self._ports = ports
         self._connections = connections
         self._log = log
-        self._deadline = 0.0
+        self._deadline = self._fresh_deadline = 0.0
         self._poll = LoopingCall(self._check)
         self._poll.clock = reactor
         self.started = False
 
-    def start(self, graceful_timeout: float) -> None:
+    def start(self, graceful_timeout: float, keep_alive: float) -> None:
         """Never blocks. Must run in the reactor's thread (from a timed call or a greenlet)."""
         if self.started:
             return
@@ -175,7 +183,9 @@ class _GracefulStop:
             factory.stopping = True
         for port in self._ports:
             port.stopListening()
-        self._deadline = self._reactor.seconds() + graceful_timeout
+        now = self._reactor.seconds()
+        self._deadline = now + graceful_timeout
+        self._fresh_deadline = now + max(1.0, float(keep_alive))
         self._poll.start(0.05, now=True).addErrback(self._failed)
 
     def _failed(self, failure: Any) -> None:
@@ -186,13 +196,14 @@ class _GracefulStop:
 
     def _check(self) -> None:
         live = self._connections.live()
+        now = self._reactor.seconds()
         for protocol in live:
             if isinstance(protocol, http.HTTPChannel):
                 if protocol.requests:
                     protocol.persistent = False
-                else:
+                elif getattr(protocol, "gunicorn_served", False) or now >= self._fresh_deadline:
                     protocol.loseConnection()
-        if live and self._reactor.seconds() < self._deadline:
+        if live and now < self._deadline:
             return
         if live:
             self._log.warning("Worker graceful timeout (pid:%s)", os.getpid())
@@ -301,7 +312,7 @@ class TwistedWorker(Worker):
         heartbeat = Heartbeat(reactor, self.notify, self._orphaned, self.ppid)
         heartbeat.start(heartbeat_interval(self.timeout))
         if not self.alive:  # a signal came while the application was loading
-            self._stop.start(self.cfg.graceful_timeout)
+            self._stop.start(self.cfg.graceful_timeout, self.cfg.keepalive)
         reactor.run(installSignalHandlers=False)
         heartbeat.stop()
 
@@ -321,7 +332,7 @@ class TwistedWorker(Worker):
     def _begin_stop(self) -> None:
         self.alive = False
         if self._stop is not None:
-            self._stop.start(self.cfg.graceful_timeout)
+            self._stop.start(self.cfg.graceful_timeout, self.cfg.keepalive)
 
     # -- gunicorn's signals (handlers run between two bytecodes of any greenlet) --------------
 

@@ -22,7 +22,7 @@ def wsgi(environ, start_response):
         # The gevent worker patched time.sleep; the original blocks the whole loop.
         get_original("time", "sleep")(seconds)
     if path == "/agent":
-        url = "http://127.0.0.1:%s/sleep?s=0.1" % environ["SERVER_PORT"]
+        url = f"http://127.0.0.1:{environ['SERVER_PORT']}/sleep?s=0.1"
         response = waitForDeferred(Agent(reactor).request(b"GET", url.encode()), timeout=10)
         fetched = waitForDeferred(readBody(response), timeout=10).decode()
         body = f"pid={os.getpid()} path={path} code={response.code} fetched=[{fetched}]"

@@ -5,7 +5,6 @@ import gevent_reactor
 gevent_reactor.install()
 
 from twisted.internet import reactor  # noqa: E402
-
 from twisted_apps import resource  # noqa: E402
 
 INSTALLED_IN_MASTER_PID = __import__("os").getpid()
