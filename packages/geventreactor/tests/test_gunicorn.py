@@ -272,7 +272,7 @@ def test_blocked_greenlet_keeps_worker_blocked_loop_gets_it_killed(gunicorn):
     (worker,) = server.ready()
     # Blocking the request's greenlet (gevent.sleep) for longer than --timeout: the reactor keeps
     # sending the heartbeat, so the worker survives and answers.
-    body = server.get("/sleep?s=4", timeout=20)
+    body = server.get("/sleep?s=3", timeout=20)
     assert f"pid={worker}" in body
     assert server.workers() == {worker}
     assert "WORKER TIMEOUT" not in server.log()
@@ -411,7 +411,7 @@ def test_gevent_worker_calls_twisted_client(gunicorn):
 def test_gevent_worker_blocked_greenlet_survives_blocked_loop_killed(gunicorn):
     server = gunicorn("gevent_apps:wsgi", GEVENT, "--timeout", "2", workers=1)
     (worker,) = server.ready()
-    assert f"pid={worker}" in server.get("/sleep?s=4", timeout=20)
+    assert f"pid={worker}" in server.get("/sleep?s=3", timeout=20)
     assert "WORKER TIMEOUT" not in server.log()
     with pytest.raises((http.client.HTTPException, OSError)):
         server.get("/block?s=30", timeout=20)
@@ -443,3 +443,28 @@ def test_gevent_worker_sigterm_and_max_requests(gunicorn):
     client.join(20)
     assert result.get("error") is None and "path=/sleep" in result["body"], result
     assert server.proc.wait(20) == 0
+
+
+# -- in-process -------------------------------------------------------------------------------
+
+
+def test_connection_tracking_factory_provides_iprotocolfactory():
+    from twisted.internet.interfaces import IProtocolFactory
+    from twisted.internet.protocol import Factory, Protocol
+    from zope.interface.verify import verifyObject
+
+    from geventreactor._gunicorn_twisted import _Connections
+
+    counted = []
+    connections = _Connections(Factory.forProtocol(Protocol), lambda: counted.append(1))
+    assert verifyObject(IProtocolFactory, connections)
+    protocol = connections.buildProtocol(None)
+    assert isinstance(protocol, Protocol) and counted == [1]
+    assert connections.live() == [protocol]  # not connected yet: counts as open
+
+
+def test_serving_factory_rejects_other_objects():
+    from geventreactor._gunicorn_twisted import serving_factory
+
+    with pytest.raises(TypeError, match=r"IResource.*IProtocolFactory.*WSGI callable, got 42"):
+        serving_factory(42, None, None)

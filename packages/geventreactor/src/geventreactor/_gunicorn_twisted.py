@@ -20,6 +20,7 @@ from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
+from zope.interface import implementer
 
 from ._gunicorn_common import (
     Heartbeat,
@@ -32,6 +33,7 @@ from ._gunicorn_common import (
 __all__ = ["TwistedWorker"]
 
 
+@implementer(IProtocolFactory)
 class _Connections:
     """
     The protocol factory the listening ports see: builds protocols with the application's
@@ -44,8 +46,16 @@ class _Connections:
         self._live: dict[int, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
-        # doStart, doStop, logPrefix, ...: the application's factory answers.
+        # logPrefix and anything else a port may ask: the application's factory answers.
         return getattr(self.factory, name)
+
+    def doStart(self) -> None:
+        """Never blocks."""
+        self.factory.doStart()
+
+    def doStop(self) -> None:
+        """Never blocks."""
+        self.factory.doStop()
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = self.factory.buildProtocol(addr)
