@@ -210,6 +210,9 @@ def run_wrk(port: int, seconds: float, connections: int) -> tuple[float, int, fl
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     ):
         errors += sum(int(x) for x in m.groups())
+    if errors:
+        print("    wrk:", " | ".join(line.strip() for line in output.splitlines() if "rror" in line
+                                    or "Non-2xx" in line))  # fmt: skip
     return rate, errors, usage.ru_utime + usage.ru_stime
 
 
@@ -231,7 +234,9 @@ def measure(command, env, seconds: float, connections: int) -> dict[str, float]:
         started = time.monotonic()
         rate, errors, client_cpu = run_wrk(port, seconds, connections)
         elapsed = time.monotonic() - started
-        server_cpu = sum(cpu_of(pid) - before[pid] for pid in pids)
+        used = {pid: cpu_of(pid) - before[pid] for pid in pids}
+        server_cpu = sum(used.values())
+        workers = [used[pid] for pid in pids[1:]] or [server_cpu]
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -246,6 +251,9 @@ def measure(command, env, seconds: float, connections: int) -> dict[str, float]:
         "per_cpu": served / server_cpu if server_cpu > 0 else float("nan"),
         "server_cores": server_cpu / elapsed,
         "client_cores": client_cpu / elapsed,
+        # The busiest worker's share of the workers' CPU time: 1.0 with one worker, 0.5 when two
+        # share the load evenly.
+        "top_worker": max(workers) / sum(workers) if sum(workers) > 0 else float("nan"),
     }
 
 
@@ -283,13 +291,19 @@ def main() -> int:
                 results.setdefault((scenario, name), []).append(r)
                 print(f"  round {round_no + 1} {scenario:4} {name:24} {r['rate']:9.0f} req/s "
                       f"errors {r['errors']}", flush=True)  # fmt: skip
+    print(
+        "\nreq/CPU-s: requests per CPU-second of the server's processes (a gunicorn master and its"
+        "\nworkers), which other load on the machine does not inflate; srv/wrk cores: CPU time of the"
+        "\nservers and of wrk per second of wall time; top wkr: the busiest worker's share of the"
+        "\nworkers' CPU time (0.50 = evenly spread over two)."
+    )
     failed = False
     for scenario in scenarios:
         subjects = SUBJECTS[scenario]
         reference = results[(scenario, subjects[0][0])]
         print(f"\n{scenario}: median over rounds; ratios to {subjects[0][0]} taken per round")
         print(f"  {'subject':24} {'req/s':>8} {'x ref':>6} {'req/CPU-s':>9} {'x ref':>6} "
-              f"{'srv cores':>9} {'wrk cores':>9}")  # fmt: skip
+              f"{'srv cores':>9} {'wrk cores':>9} {'top wkr':>7}")  # fmt: skip
         for name, _, _ in subjects:
             runs = results[(scenario, name)]
             failed |= any(r["errors"] for r in runs)
@@ -303,7 +317,8 @@ def main() -> int:
                 f"  {name:24} {statistics.median(r['rate'] for r in runs):8.0f} {ratio:6.2f} "
                 f"{statistics.median(r['per_cpu'] for r in runs):9.0f} {cpu_ratio:6.2f} "
                 f"{statistics.median(r['server_cores'] for r in runs):9.2f} "
-                f"{statistics.median(r['client_cores'] for r in runs):9.2f}"
+                f"{statistics.median(r['client_cores'] for r in runs):9.2f} "
+                f"{statistics.median(r['top_worker'] for r in runs):7.2f}"
             )
     if failed:
         print("\nsome requests failed (non-2xx or socket errors): see the rounds above")

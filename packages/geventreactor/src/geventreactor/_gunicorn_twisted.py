@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import sys
@@ -13,7 +12,7 @@ import gevent
 from gunicorn import util
 from gunicorn.errors import AppImportError
 from gunicorn.workers.base import Worker
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.web import http
@@ -221,14 +220,46 @@ class _GracefulStop:
         self._reactor.stop()
 
 
-def _adopt(reactor: Any, listener: Any, factory: Any) -> Any:
-    port = reactor.adoptStreamPort(listener.fileno(), listener.FAMILY, factory)
-    # The listening socket is the master's and every worker's: stopping this port must neither
-    # shut it down (that would stop accept() in the other workers too) nor, for a UNIX socket,
-    # unlink its path, as a Port that bound it itself does.
-    port._shouldShutdown = False
+class _SharedPort:
+    """
+    What a port on a socket shared with the master and the other workers does differently: it
+    accepts one connection per readiness event when there are other workers (as gunicorn's gevent
+    worker does), so that a burst of connections is spread over the workers instead of taken by
+    the first one awake; and stopping it neither shuts the socket down (that would stop accept()
+    in every worker) nor, for a UNIX socket, unlinks its path.
+    """
+
+    _shouldShutdown = False
+    accept_one: bool = False
+
+    @property
+    def numberAccepts(self) -> int:
+        return 1 if self.accept_one else self._numberAccepts
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        self._numberAccepts = value
+
+
+class _SharedTCPPort(_SharedPort, tcp.Port):
+    pass
+
+
+class _SharedUNIXPort(_SharedPort, unix.Port):
+    def connectionLost(self, reason: Any) -> None:
+        tcp.Port.connectionLost(self, reason)  # not unix.Port's, which unlinks the path
+
+
+def _adopt(reactor: Any, listener: Any, factory: Any, accept_one: bool) -> Any:
+    # As reactor.adoptStreamPort, with the port classes above.
     if listener.FAMILY == socket.AF_UNIX:
-        port.connectionLost = functools.partial(tcp.Port.connectionLost, port)
+        port = _SharedUNIXPort._fromListeningDescriptor(reactor, listener.fileno(), factory)
+    else:
+        port = _SharedTCPPort._fromListeningDescriptor(
+            reactor, listener.fileno(), listener.FAMILY, factory
+        )
+    port.accept_one = accept_one
+    port.startListening()
     return port
 
 
@@ -317,7 +348,8 @@ class TwistedWorker(Worker):
         # A Site counts finished requests; any other protocol counts connections.
         on_connection = _ignore if isinstance(factory, _GunicornSite) else self.count_request
         connections = _Connections(factory, on_connection)
-        ports = [_adopt(reactor, listener, connections) for listener in self.sockets]
+        accept_one = self.cfg.workers > 1
+        ports = [_adopt(reactor, listener, connections, accept_one) for listener in self.sockets]
         self._stop = _GracefulStop(reactor, ports, connections, self.log)
         heartbeat = Heartbeat(reactor, self.notify, self._orphaned, self.ppid)
         heartbeat.start(heartbeat_interval(self.timeout))
