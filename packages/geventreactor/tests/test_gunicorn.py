@@ -468,3 +468,14 @@ def test_serving_factory_rejects_other_objects():
 
     with pytest.raises(TypeError, match=r"IResource.*IProtocolFactory.*WSGI callable, got 42"):
         serving_factory(42, None, None)
+
+
+def test_importing_the_workers_installs_no_reactor():
+    # What the gunicorn master does with `-k geventreactor.gunicorn.TwistedWorker`.
+    code = (
+        "import sys, geventreactor.gunicorn as g; g.TwistedWorker.setup(); "
+        "print('twisted.internet.reactor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
