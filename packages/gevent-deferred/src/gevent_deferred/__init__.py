@@ -1,6 +1,9 @@
 """Greenlets and Twisted Deferreds, in both directions, on any Twisted reactor."""
 
+from ._endpoints import connect, listen
 from ._errors import GreenletKilledError, ReactorStoppedError, WaitTimeoutError, WrongContextError
+from ._green_connection import GreenConnection
+from ._green_factory import GreenFactory
 from ._greenlets import deferToGreenlet, in_greenlet, waitForGreenlet
 from ._hub_thread import HubThread, shared_hub_thread
 from ._interfaces import IHubReactor
@@ -8,6 +11,8 @@ from ._reactor_thread import ReactorThread
 from ._wait import blockingCallFromGreenlet, waitForDeferred
 
 __all__ = [
+    "GreenConnection",
+    "GreenFactory",
     "GreenletKilledError",
     "HubThread",
     "IHubReactor",
@@ -16,8 +21,10 @@ __all__ = [
     "WaitTimeoutError",
     "WrongContextError",
     "blockingCallFromGreenlet",
+    "connect",
     "deferToGreenlet",
     "in_greenlet",
+    "listen",
     "shared_hub_thread",
     "waitForDeferred",
     "waitForGreenlet",
