@@ -14,6 +14,7 @@ from gevent.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 from gevent.hub import Waiter
 from greenlet import GreenletExit, getcurrent
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
 from ._context import check_timeout, hub_error, reactor_context_error
@@ -483,10 +484,15 @@ class GreenConnection:
             return
         proto: GreenProtocol = self._proto  # type: ignore[assignment]
         if how == socket.SHUT_WR:
-            if not callable(getattr(proto.transport, "loseWriteConnection", None)):
+            transport = proto.transport
+            # TLS wrappers forward loseWriteConnection to the TCP transport below them, which
+            # would cut the TLS stream: refuse it there.
+            if ISSLTransport.providedBy(transport) or not callable(
+                getattr(transport, "loseWriteConnection", None)
+            ):
                 raise OSError(
                     errno.EOPNOTSUPP,
-                    f"GreenConnection.shutdown(SHUT_WR): {type(proto.transport).__name__} "
+                    f"GreenConnection.shutdown(SHUT_WR): {type(transport).__name__} "
                     "cannot half-close (TLS cannot)",
                 )
             self._write_shut = True
