@@ -16,17 +16,20 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from green_env import env, make_certificate, wait_until, watchdog  # noqa: E402, F401
+import green_env
+from green_env import make_certificate, wait_until
 
-from gevent_deferred import (  # noqa: E402
+from gevent_deferred import (
     GreenConnection,
     WaitTimeoutError,
     connect,
     listen,
 )
-from gevent_deferred._green_protocol import READ_LIMIT  # noqa: E402
+from gevent_deferred._green_protocol import READ_LIMIT
 
 pytestmark = pytest.mark.timeout(30)
+env = green_env.env  # fixtures
+watchdog = green_env.watchdog
 
 
 class Echo(Protocol):
@@ -157,7 +160,7 @@ def test_read_all_until_the_end(env):
 
 
 def test_half_close(env):
-    factory, port = env.listen_protocol(HalfCloseCounter)
+    _, port = env.listen_protocol(HalfCloseCounter)
     conn = connect(addr(port))
     conn.sendall(b"y" * 1000)
     conn.shutdown(socket.SHUT_WR)
@@ -379,7 +382,7 @@ def test_sendall_waits_while_the_peer_does_not_read(env):
 
 
 def test_reactor_shutdown_fails_blocked_calls(env):
-    factory, port = env.listen_protocol(Sink)
+    _, port = env.listen_protocol(Sink)
     conn = connect(addr(port))
     reader = gevent.spawn(conn.recv, 10)
 
