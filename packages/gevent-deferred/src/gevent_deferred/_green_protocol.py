@@ -144,6 +144,9 @@ class GreenProtocol(Protocol):
 
     def half_close(self) -> None:
         if not self.ended:
+            # A producer still registered (and paused) makes the transport's last write resume
+            # it instead of half-closing: nothing more will be written anyway.
+            self.transport.unregisterProducer()
             self.transport.loseWriteConnection()
 
     def close(self) -> None:
