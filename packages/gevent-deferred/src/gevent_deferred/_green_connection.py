@@ -95,7 +95,7 @@ class GreenConnection:
     def make_protocol(self, reactor: Any = None) -> GreenProtocol:
         """The reactor's half; built where the reactor builds protocols."""
         post = self._on_event if self._mailbox is None else self._post_across
-        proto = self._proto = GreenProtocol(post, reactor)
+        proto = self._proto = GreenProtocol(post, reactor, local=self._mailbox is None)
         return proto
 
     def _post_across(self, kind: int, value: Any) -> None:
@@ -133,8 +133,13 @@ class GreenConnection:
         if kind == DATA:
             self._chunks.append(value)
             self._buffered += len(value)
-            if self._read_waiter is not None:
-                self._wake("_read_waiter")
+            waiter = self._read_waiter
+            if waiter is not None:
+                self._read_waiter = None
+                if getcurrent() is self._hub:
+                    waiter.switch(None)
+                else:
+                    self._hub.loop.run_callback(waiter.switch, None)
         elif kind == ACK:
             self._acked = value
             if self._write_waiter is not None:
@@ -274,7 +279,11 @@ class GreenConnection:
         else:
             data = first[offset : offset + n]
             self._offset = offset + n
-        self._consumed(len(data))
+        size = len(data)
+        self._buffered -= size
+        self._consumed_total += size
+        if self._peer_paused:
+            self._consumed(0)
         return data
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -286,18 +295,31 @@ class GreenConnection:
         as ``reason``); after ``close()`` raises ``OSError(EBADF)``; after reactor shutdown
         ``ReactorStoppedError``; past ``settimeout``'s time ``WaitTimeoutError``.
         """
-        _check_size("recv", "bufsize", bufsize, allow_negative=False)
-        if flags:
-            raise ValueError(f"GreenConnection.recv(flags=...) supports no flags, got {flags!r}")
-        other = self._begin("recv", "_reader")
+        if bufsize.__class__ is not int or bufsize <= 0 or flags:
+            _check_size("recv", "bufsize", bufsize, allow_negative=False)
+            if flags:
+                raise ValueError(
+                    f"GreenConnection.recv(flags=...) supports no flags, got {flags!r}"
+                )
+        # The hot path of every request/response: checks inlined, one getcurrent().
+        current = getcurrent()
+        other = self._reader
+        if other is not None and other is not current:
+            self._begin("recv", "_reader")  # raises
+        self._reader = current
         try:
-            if bufsize == 0:
-                return b""
-            deadline = self._deadline()
-            while not self._buffered:
-                if self._at_end("recv"):
+            if not self._buffered:
+                if bufsize == 0:
                     return b""
-                self._block("recv", "_read_waiter", deadline)
+                deadline = None if self._timeout is None else self._deadline()
+                while not self._buffered:
+                    if (self._eof or self._closed or self._stopped is not None) and self._at_end(
+                        "recv"
+                    ):
+                        return b""
+                    self._block("recv", "_read_waiter", deadline)
+            elif bufsize == 0:
+                return b""
             return self._take(bufsize)
         finally:
             self._reader = other
@@ -413,16 +435,21 @@ class GreenConnection:
         ``close()``, ``BrokenPipeError`` after ``shutdown(SHUT_WR)`` or the peer's clean close,
         the reason's exception after a lost connection.
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                "GreenConnection.sendall(data) expects bytes, bytearray or memoryview, got "
-                f"{type(data).__name__}: {data!r:.80}"
-            )
-        other = self._begin("sendall", "_writer")
+        if data.__class__ is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    "GreenConnection.sendall(data) expects bytes, bytearray or memoryview, got "
+                    f"{type(data).__name__}: {data!r:.80}"
+                )
+            data = bytes(data)
+        current = getcurrent()
+        other = self._writer
+        if other is not None and other is not current:
+            self._begin("sendall", "_writer")  # raises
+        self._writer = current
         try:
-            self._check_writable("sendall")
-            if not isinstance(data, bytes):
-                data = bytes(data)
+            if self._closed or self._ended or self._write_shut or self._stopped is not None:
+                self._check_writable("sendall")
             size = len(data)
             if not size:
                 return

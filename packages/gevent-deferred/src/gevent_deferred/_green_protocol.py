@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Protocol
+from twisted.internet.tcp import Connection
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -55,9 +56,13 @@ class GreenProtocol(Protocol):
     ``sendall``), and pauses the transport when the greenlet leaves too much input unread.
     """
 
-    def __init__(self, post: Callable[[int, Any], None], reactor: Any = None) -> None:
+    def __init__(
+        self, post: Callable[[int, Any], None], reactor: Any = None, local: bool = False
+    ) -> None:
         self.post = post
         self.reactor = reactor
+        self.local = local  # the greenlet's side runs in this thread (GeventReactor)
+        self.direct = False  # writes may try the socket first (see write)
         self.delivered = 0  # bytes handed over
         self.consumed = 0  # bytes the greenlet said it has read
         self.reading_paused = False
@@ -77,6 +82,7 @@ class GreenProtocol(Protocol):
         if self.reactor is None:
             self.reactor = reactor_of(transport)
         transport.registerProducer(self, True)
+        self.direct = self.local and isinstance(transport, Connection)
         if self.reactor is not None:
             _track(self.reactor, self)
         self.post(MADE, (transport.getPeer(), transport.getHost()))
@@ -115,9 +121,28 @@ class GreenProtocol(Protocol):
     # -- calls from the greenlet's side (in the reactor's thread) ----------------------------
 
     def write(self, data: bytes, want_ack: bool = False) -> None:
-        if self.ended or self.transport is None:
+        transport = self.transport
+        if self.ended or transport is None:
             return
-        self.transport.write(data)
+        if (
+            self.direct
+            and not transport.dataBuffer
+            and not transport._tempDataLen
+            and transport.connected
+            and not transport.disconnecting
+            and not transport._writeDisconnected
+        ):
+            # A greenlet of the reactor's own thread, nothing queued: send now, as a gevent
+            # socket would, and queue only what the kernel did not take. Going through the
+            # transport's buffer would cost a pass of the reactor's write flush per sendall.
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                sent = 0  # the transport's own write finds and reports the error
+            if sent < len(data):
+                transport.write(data[sent:] if sent else data)
+        else:
+            transport.write(data)
         self.written += len(data)
         if want_ack:
             self.ack_wanted = True
