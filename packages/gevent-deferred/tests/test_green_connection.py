@@ -441,3 +441,19 @@ def test_unix_endpoints(env, tmp_path):
     assert conn.read() == b"hello unix\n"  # the handler returned: its connection was closed
     conn.close()
     env.call(port.stopListening)
+
+
+def test_a_greenlet_that_opens_many_connections_keeps_no_links(env):
+    _, port = env.listen_protocol(Echo)
+
+    def many():
+        for _ in range(20):
+            with connect(addr(port)) as conn:
+                conn.sendall(b"x")
+                assert conn.read(1) == b"x"
+        return gevent.getcurrent().has_links()
+
+    g = gevent.spawn(many)
+    wait_until(lambda: g.dead, timeout=10)  # not g.get(): that would link to g itself
+    assert g.successful(), g.exception
+    assert g.value is False

@@ -66,6 +66,7 @@ class GreenConnection:
         self._mailbox = mailbox  # None in-loop
         self._link = link
         self._on_made = on_made
+        self._owner: Any = None  # the gevent Greenlet whose death aborts this connection
         self._proto: GreenProtocol | None = None
         self._peer: Any = None
         self._host: Any = None
@@ -120,6 +121,7 @@ class GreenConnection:
         rawlink = getattr(owner, "rawlink", None)
         if rawlink is not None:
             rawlink(self._owner_died)
+            self._owner = owner
 
     def _owner_died(self, owner: Any) -> None:
         if not self._ended and (
@@ -187,6 +189,10 @@ class GreenConnection:
         link, self._link = self._link, None
         if link is not None:
             link.unregister(self)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            # A long-lived greenlet that opens many connections must not collect callbacks.
+            owner.unlink(self._owner_died)
 
     # -- blocking -------------------------------------------------------------------------------
 
