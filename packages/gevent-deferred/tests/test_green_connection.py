@@ -457,3 +457,21 @@ def test_a_greenlet_that_opens_many_connections_keeps_no_links(env):
     wait_until(lambda: g.dead, timeout=10)  # not g.get(): that would link to g itself
     assert g.successful(), g.exception
     assert g.value is False
+
+
+class OnDemand(Protocol):
+    """Sends one 64 KiB block for each line it receives."""
+
+    def dataReceived(self, data):
+        for _ in range(data.count(b"\n")):
+            self.transport.write(b"d" * 65536)
+
+
+def test_a_reader_that_keeps_up_never_pauses_the_transport(env):
+    _, port = env.listen_protocol(OnDemand)
+    conn = connect(addr(port))
+    for _ in range(32):  # 2 MiB in all, never more than one block unread
+        conn.sendall(b"next\n")
+        assert len(conn.read(65536)) == 65536
+    assert conn._proto.read_pauses == 0
+    conn.close()

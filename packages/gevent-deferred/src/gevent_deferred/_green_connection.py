@@ -74,6 +74,7 @@ class GreenConnection:
         self._offset = 0  # already consumed bytes of _chunks[0]
         self._buffered = 0
         self._consumed_total = 0
+        self._reported = 0  # the consumed total last told to the reactor's half
         self._peer_paused = False  # the reactor side paused the transport for us
         self._sent = 0
         self._acked = 0
@@ -267,11 +268,23 @@ class GreenConnection:
     # -- reading --------------------------------------------------------------------------------
 
     def _consumed(self, n: int) -> None:
+        # Tells the reactor's half what has been read: in-loop by setting it (same thread),
+        # across threads every half limit, and whenever the transport may resume.
         self._buffered -= n
-        self._consumed_total += n
-        if self._peer_paused and self._buffered <= READ_LIMIT // 2 and not self._ended:
-            self._peer_paused = False
-            self._call(self._proto.resume_reading, self._consumed_total)  # type: ignore[union-attr]
+        total = self._consumed_total = self._consumed_total + n
+        proto: GreenProtocol = self._proto  # type: ignore[assignment]
+        if self._mailbox is None:
+            proto.consumed = total
+        if self._ended:
+            return
+        if self._peer_paused:
+            if self._buffered <= READ_LIMIT // 2:
+                self._peer_paused = False
+                self._reported = total
+                self._call(proto.resume_reading, total)
+        elif self._mailbox is not None and total - self._reported >= READ_LIMIT // 2:
+            self._reported = total
+            self._reactor.callFromThread(proto.resume_reading, total)
 
     def _take(self, n: int) -> bytes:
         chunks = self._chunks
@@ -285,11 +298,7 @@ class GreenConnection:
         else:
             data = first[offset : offset + n]
             self._offset = offset + n
-        size = len(data)
-        self._buffered -= size
-        self._consumed_total += size
-        if self._peer_paused:
-            self._consumed(0)
+        self._consumed(len(data))
         return data
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

@@ -66,6 +66,7 @@ class GreenProtocol(Protocol):
         self.delivered = 0  # bytes handed over
         self.consumed = 0  # bytes the greenlet said it has read
         self.reading_paused = False
+        self.read_pauses = 0  # how often unread input paused the transport
         self.writing_paused = False  # our producer side: the transport's buffer is full
         self.ack_wanted = False
         self.written = 0
@@ -92,6 +93,7 @@ class GreenProtocol(Protocol):
         self.post(DATA, data)
         if not self.reading_paused and self.delivered - self.consumed > READ_LIMIT:
             self.reading_paused = True
+            self.read_pauses += 1
             self.transport.pauseProducing()
             self.post(READ_PAUSED, None)
 
