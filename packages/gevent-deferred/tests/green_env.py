@@ -18,7 +18,6 @@ from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory, Protocol
 
 from gevent_deferred import ReactorThread, blockingCallFromGreenlet
-from gevent_reactor import GeventReactor
 
 IN_LOOP = "in-loop"
 CROSS_THREAD = "cross-thread"
@@ -84,6 +83,8 @@ def env(request: Any, monkeypatch: Any) -> Iterator[Env]:
     """A running reactor: GeventReactor on this hub, or epoll in a ReactorThread; installed
     as the global reactor for the test (Twisted's TLS takes its clock from the global one)."""
     if request.param == IN_LOOP:
+        # The in-loop situation needs gevent-reactor (which depends on this package).
+        GeventReactor = pytest.importorskip("gevent_reactor").GeventReactor
         reactor = GeventReactor()
         _finished.append(reactor)
         _install_for_test(monkeypatch, reactor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import gevent
@@ -475,3 +476,85 @@ def test_a_reader_that_keeps_up_never_pauses_the_transport(env):
         assert len(conn.read(65536)) == 65536
     assert conn._proto.read_pauses == 0
     conn.close()
+
+
+def pattern_block(offset):
+    return bytes((offset + i) % 251 for i in range(4096)) * 16
+
+
+@implementer(IPullProducer)
+class Pattern(Protocol):
+    """Writes ``factory.total`` bytes of a counting pattern, then closes."""
+
+    def connectionMade(self):
+        self.produced = 0
+        self.transport.registerProducer(self, False)
+
+    def resumeProducing(self):
+        if self.produced >= self.factory.total:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
+            return
+        block = pattern_block(self.produced)
+        self.transport.write(block)
+        self.produced += len(block)
+
+    def stopProducing(self):
+        pass
+
+
+def test_a_fast_stream_arrives_whole_and_in_order(env):
+    total = 16 * 1024 * 1024
+    _, port = env.listen_protocol(Pattern, total=total)
+    conn = connect(addr(port))
+    received = bytearray()
+    sizes = [65536, 1000, 70000, 1, 65536 * 2]
+    i = 0
+    while data := conn.recv(sizes[i % len(sizes)]):
+        received += data
+        i += 1
+    assert len(received) == total
+    assert received == b"".join(pattern_block(offset) for offset in range(0, total, 65536))
+    conn.close()
+
+
+def test_a_greenlet_reading_a_fast_stream_lets_others_run(env):
+    # The sender is a real OS thread with a plain socket: it never lets the socket run dry.
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def sender():
+        peer, _ = listener.accept()
+        chunk = b"z" * 65536
+        try:
+            while not stop.is_set():
+                peer.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            peer.close()
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    stream = connect(addr(listener.getsockname()[1]))
+    reading = [0]
+
+    def reader():
+        while data := stream.recv(65536):
+            reading[0] += len(data)
+
+    r = gevent.spawn(reader)
+    try:
+        wait_until(lambda: reading[0] > 4 * 1024 * 1024)
+        _, echo_port = env.listen_protocol(Echo)
+        other = connect(addr(echo_port), timeout=5)
+        other.settimeout(5)  # generous: "served at all", not "served fast"
+        for _ in range(10):
+            other.sendall(b"ping\n")
+            assert other.readline() == b"ping\n"
+        other.close()
+    finally:
+        r.kill(timeout=5)
+        stop.set()
+        thread.join(5)
+        listener.close()

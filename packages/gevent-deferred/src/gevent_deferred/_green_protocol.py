@@ -150,6 +150,21 @@ class GreenProtocol(Protocol):
             self.ack_wanted = True
             self._maybe_ack()
 
+    def read_now(self, size: int) -> bytes | None:
+        # In-loop only (direct): what the socket has now, without a pass of the loop; None if
+        # nothing is there, or at its end or on an error, which the reactor's own read reports.
+        transport = self.transport
+        if self.ended or self.reading_paused or not transport.connected or transport.disconnecting:
+            return None
+        try:
+            data = transport.socket.recv(size)
+        except OSError:
+            return None
+        if not data:
+            return None
+        self.delivered += len(data)
+        return data
+
     def want_ack(self) -> None:
         self.ack_wanted = True
         self._maybe_ack()
