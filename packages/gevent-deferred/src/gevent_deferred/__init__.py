@@ -2,7 +2,10 @@
 
 from importlib.metadata import version as _version
 
+from ._endpoints import connect, listen
 from ._errors import GreenletKilledError, ReactorStoppedError, WaitTimeoutError, WrongContextError
+from ._green_connection import GreenConnection
+from ._green_factory import GreenFactory
 from ._greenlets import deferToGreenlet, in_greenlet, waitForGreenlet
 from ._hub_thread import HubThread, shared_hub_thread
 from ._interfaces import IHubReactor
@@ -12,6 +15,8 @@ from ._wait import blockingCallFromGreenlet, waitForDeferred
 __version__ = _version("gevent-deferred")
 
 __all__ = [
+    "GreenConnection",
+    "GreenFactory",
     "GreenletKilledError",
     "HubThread",
     "IHubReactor",
@@ -20,8 +25,10 @@ __all__ = [
     "WaitTimeoutError",
     "WrongContextError",
     "blockingCallFromGreenlet",
+    "connect",
     "deferToGreenlet",
     "in_greenlet",
+    "listen",
     "shared_hub_thread",
     "waitForDeferred",
     "waitForGreenlet",

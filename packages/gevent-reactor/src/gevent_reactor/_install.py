@@ -93,7 +93,7 @@ def _wrong_reactor(installed: object, action: str) -> WrongReactorInstalledError
     return WrongReactorInstalledError(message, installed)
 
 
-def install(hub: Hub | None = None) -> GeventReactor:
+def install(hub: Hub | None = None, background: bool = False) -> GeventReactor:
     """
     Install a L{GeventReactor} as C{twisted.internet.reactor} and return it.
 
@@ -102,9 +102,19 @@ def install(hub: Hub | None = None) -> GeventReactor:
     that names the reactor found and how it likely got there when it is not a GeventReactor.  A
     library that only needs I{a} GeventReactor calls L{ensure_installed} instead.
 
+    With C{background=True} the reactor also runs itself, in a greenlet of that hub, without
+    Twisted's signal handlers, until C{reactor.stop()} or interpreter exit: a gevent program
+    never calls C{reactor.run()}.  Calling it again returns the same reactor (see
+    L{gevent_reactor._background}).
+
     Never blocks.  Must be called from the thread whose hub (or C{hub}) will run the reactor.
     """
     from twisted.internet.main import installReactor
+
+    if background:
+        from ._background import install_background
+
+        return install_background(hub)
 
     installed = _installed_reactor()
     if isinstance(installed, GeventReactor):

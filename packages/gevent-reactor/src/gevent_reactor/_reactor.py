@@ -305,14 +305,19 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
 
 # Module-level, as in Twisted's own reactor modules: code that re-creates a reactor in a child process
 # (twisted.test.test_internet's testChildResolve) calls install() on the reactor class's module.
-def install(hub: Hub | None = None) -> GeventReactor:
+def install(hub: Hub | None = None, background: bool = False) -> GeventReactor:
     """
     Install a L{GeventReactor} as C{twisted.internet.reactor} and return it.
 
     The same as L{gevent_reactor.install}: raises L{twisted.internet.error.ReactorAlreadyInstalledError}
     (naming the reactor found, and how it likely got there) if a reactor is installed already.
     Never blocks.  Must be called from the thread whose hub (or C{hub}) will run the reactor.
+
+    With C{background=True} the reactor also runs itself, in a greenlet of that hub, without
+    Twisted's signal handlers, until C{reactor.stop()} or interpreter exit: a gevent program
+    never calls C{reactor.run()}.  Calling it again returns the same reactor; the error for
+    another installed reactor names it (see L{gevent_reactor._background}).
     """
     from ._install import install
 
-    return install(hub)
+    return install(hub, background=background)

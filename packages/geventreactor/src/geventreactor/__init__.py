@@ -3,19 +3,28 @@ Twisted on gevent's event loop: the whole stack under the 2013 geventreactor's n
 
     import geventreactor; geventreactor.install()
     from twisted.internet import reactor
+
+or, for a gevent program that never calls reactor.run()::
+
+    import geventreactor; geventreactor.install(background=True)
+    conn = geventreactor.connect("tcp:example.com:80")
 """
 
 from importlib.metadata import version as _version
 
 from gevent_deferred import (
+    GreenConnection,
+    GreenFactory,
     GreenletKilledError,
     ReactorStoppedError,
     ReactorThread,
     WaitTimeoutError,
     WrongContextError,
     blockingCallFromGreenlet,
+    connect,
     deferToGreenlet,
     in_greenlet,
+    listen,
     waitForDeferred,
     waitForGreenlet,
 )
@@ -35,6 +44,8 @@ __all__ = [
     "GeventReactor",
     "GeventResolver",
     "GeventThreadPool",
+    "GreenConnection",
+    "GreenFactory",
     "GreenletKilledError",
     "ReactorContextBlockingError",
     "ReactorStoppedError",
@@ -43,11 +54,13 @@ __all__ = [
     "WrongContextError",
     "WrongReactorInstalledError",
     "blockingCallFromGreenlet",
+    "connect",
     "deferToGreenlet",
     "ensure_installed",
     "in_greenlet",
     "install",
     "install_gevent_resolver",
+    "listen",
     "use_gevent_threadpool",
     "waitForDeferred",
     "waitForGreenlet",

@@ -1,0 +1,72 @@
+"""File objects over a GreenConnection, as ``socket.makefile`` builds them over a socket."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+class GreenConnectionIO(io.RawIOBase):
+    """A raw stream over a connection; closing it leaves the connection open (as sockets do)."""
+
+    def __init__(self, conn: Any, mode: str) -> None:
+        super().__init__()
+        self._conn = conn
+        self._reading = "r" in mode
+        self._writing = "w" in mode
+
+    def readable(self) -> bool:
+        return self._reading
+
+    def writable(self) -> bool:
+        return self._writing
+
+    def readinto(self, b: Any) -> int:
+        self._checkClosed()
+        if not self._reading:
+            raise io.UnsupportedOperation("makefile(): this file was opened without 'r'")
+        return self._conn.recv_into(b)
+
+    def write(self, b: Any) -> int:
+        self._checkClosed()
+        if not self._writing:
+            raise io.UnsupportedOperation("makefile(): this file was opened without 'w'")
+        data = bytes(b)
+        self._conn.sendall(data)
+        return len(data)
+
+
+def make_file(
+    conn: Any,
+    mode: str,
+    buffering: int | None,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+) -> Any:
+    if not isinstance(mode, str) or not set(mode) <= {"r", "w", "b"} or not mode:
+        raise ValueError(
+            f"makefile(mode=...) expects a mode made of 'r', 'w' and 'b', got {mode!r}"
+        )
+    writing = "w" in mode
+    reading = "r" in mode or not writing
+    binary = "b" in mode
+    raw = GreenConnectionIO(conn, ("r" if reading else "") + ("w" if writing else ""))
+    if buffering is None or buffering < 0:
+        buffering = io.DEFAULT_BUFFER_SIZE
+    if buffering == 0:
+        if not binary:
+            raise ValueError("makefile(buffering=0) is only allowed in binary mode ('b')")
+        return raw
+    buffer: io.BufferedIOBase
+    if reading and writing:
+        buffer = io.BufferedRWPair(raw, raw, buffering)  # type: ignore[arg-type]
+    elif reading:
+        buffer = io.BufferedReader(raw, buffering)  # type: ignore[arg-type]
+    else:
+        buffer = io.BufferedWriter(raw, buffering)  # type: ignore[arg-type]
+    if binary:
+        return buffer
+    text = io.TextIOWrapper(buffer, io.text_encoding(encoding), errors, newline)  # type: ignore[arg-type]
+    text.mode = mode  # type: ignore[misc]
+    return text
