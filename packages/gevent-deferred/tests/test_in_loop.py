@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from gevent_deferred import (
     IHubReactor,
+    ReactorStoppedError,
     WaitTimeoutError,
     WrongContextError,
     _context,
@@ -81,12 +82,15 @@ def run_reactor(monkeypatch):
 def test_wait_for_a_deferred_fired_by_the_reactor(run_reactor):
     def body(reactor):
         d = task.deferLater(reactor, 0.01, lambda: "in-loop")
-        return waitForDeferred(d), threading.get_ident(), reactor in _context._links
+        link = _context._links.get(reactor)
+        return waitForDeferred(d), threading.get_ident(), link
 
-    value, ident, linked = run_reactor(body)
+    value, ident, link = run_reactor(body)
     assert value == "in-loop"
     assert ident == threading.get_ident()
-    assert not linked  # no cross-thread machinery was involved
+    # No cross-thread machinery was involved: the reactor's link (which only keeps the wait for
+    # the shutdown sweep) knows no reactor thread and no longer holds the wait.
+    assert link is None or (link.thread_ident is None and not link.pending)
 
 
 def test_already_fired_returns_without_switching(run_reactor):
@@ -210,3 +214,35 @@ def test_blocking_call_from_the_hub_raises(run_reactor):
 
     [message] = run_reactor(body)
     assert "called from the gevent hub" in message
+
+
+def test_pending_in_loop_waits_fail_when_the_reactor_stops(run_reactor):
+    """crochet's rule, in-loop too: a wait the reactor can no longer answer fails at shutdown
+    (before, it stayed pending for ever)."""
+    outcomes: dict[str, object] = {}
+
+    def waiting(name, wait):
+        try:
+            outcomes[name] = ("returned", wait())
+        except BaseException as exc:
+            outcomes[name] = exc
+
+    def body(reactor):
+        never = Deferred()
+        waiters = [
+            gevent.spawn(waiting, "waitForDeferred", lambda: waitForDeferred(never)),
+            gevent.spawn(
+                waiting,
+                "blockingCallFromGreenlet",
+                lambda: blockingCallFromGreenlet(reactor, Deferred),
+            ),
+        ]
+        gevent.sleep(0.05)  # both are waiting now
+        assert not outcomes, outcomes
+        return waiters
+
+    waiters = run_reactor(body)
+    gevent.joinall(waiters, timeout=5)
+    assert set(outcomes) == {"waitForDeferred", "blockingCallFromGreenlet"}, outcomes
+    for name, outcome in outcomes.items():
+        assert isinstance(outcome, ReactorStoppedError), (name, outcome)

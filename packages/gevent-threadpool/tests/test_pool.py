@@ -552,6 +552,55 @@ def test_ten_thousand_sleepers_on_one_thread(make_pool, wait_until) -> None:
     assert len(idents) == 1
 
 
+_AFTER_PATCH_ALL = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import faulthandler, threading
+    from gevent.monkey import get_original
+    from gevent_threadpool import GeventThreadPool
+    # A hung child reports where it hung and exits, instead of costing the whole timeout.
+    faulthandler.dump_traceback_later(15, exit=True)
+    real_ident = get_original("_thread", "get_ident")
+    pool = GeventThreadPool(0, 4)
+    pool.start()
+    got = []
+    done = threading.Event()
+    pool.callInThreadWithCallback(
+        lambda ok, v: (got.append((ok, v)), done.set()), lambda a, b=0: (a + b, real_ident()),
+        1, b=2)
+    assert done.wait(5), "no result"
+    ok, (value, ident) = got[0]
+    assert ok and value == 3 and ident != real_ident(), got
+    pool.stop()
+    print("OK", pool.in_loop)
+    """
+)
+
+
+@pytest.mark.timeout(600)
+def test_after_patch_all_a_first_hub_racing_the_helper_hub_never_hangs() -> None:
+    """The main thread creates its first hub (in ``done.wait``) while the helper thread creates
+    its own. On libuv that race once corrupted the main loop (it spun inside libuv for ever, about
+    one run in ten); 32 runs, four at a time so that they also load the machine, must all pass."""
+    runs, at_once = 32, 4
+    failures: list[str] = []
+    for _ in range(runs // at_once):
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _AFTER_PATCH_ALL],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(at_once)
+        ]
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            if child.returncode != 0 or out.split() != ["OK", "False"]:
+                failures.append(f"rc={child.returncode} out={out!r} err={err[-2000:]}")
+    assert not failures, f"{len(failures)} of {runs} runs failed; first: {failures[0]}"
+
+
 def test_after_patch_all_workers_stay_on_a_real_helper_thread() -> None:
     script = textwrap.dedent(
         """

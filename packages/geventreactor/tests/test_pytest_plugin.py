@@ -202,3 +202,47 @@ def test_in_greenlet_rejects_what_it_cannot_run():
         in_greenlet(generator_test)
     with pytest.raises(TypeError, match="expects a test function, got int"):
         in_greenlet(3)
+
+
+TIMED_OUT_SUITE = """
+import pytest
+import pytest_twisted
+from twisted.internet import task
+
+
+@pytest_twisted.inlineCallbacks
+def test_times_out():
+    from twisted.internet import reactor
+    # pytest-timeout interrupts this wait after 1 s; the Deferred still fires at 2 s, in the
+    # middle of the next test's wait.
+    yield task.deferLater(reactor, 2, lambda: "too late")
+
+
+@pytest.mark.timeout(30)
+@pytest_twisted.inlineCallbacks
+def test_next_waits_across_the_abandoned_deferred():
+    from twisted.internet import reactor
+    for _ in range(10):
+        assert (yield task.deferLater(reactor, 0.2, lambda: "mine")) == "mine"
+
+
+@pytest.mark.timeout(30)
+@pytest_twisted.inlineCallbacks
+def test_and_the_one_after():
+    from twisted.internet import reactor
+    assert (yield task.deferLater(reactor, 0.01, lambda: 3)) == 3
+"""
+
+
+def test_a_timed_out_wait_is_detached_and_later_tests_pass(tmp_path):
+    """One test timing out must fail that test only: its Deferred, firing later, must not
+    switch into the next test's wait ("illegal switch in blockon" in every later test)."""
+    _proc, output = run_child(
+        tmp_path,
+        ["-p", "geventreactor.pytest_plugin", "--reactor=gevent", "--timeout=1"],
+        ini="timeout_method = signal\n",
+        suite=TIMED_OUT_SUITE,
+    )
+    assert "1 failed, 2 passed" in output, output
+    assert "test_times_out" in output and "Timeout" in output, output
+    assert "illegal switch" not in output, output

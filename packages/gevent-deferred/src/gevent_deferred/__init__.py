@@ -11,6 +11,7 @@ from ._hub_thread import HubThread, shared_hub_thread
 from ._interfaces import IHubReactor
 from ._reactor_thread import ReactorThread
 from ._wait import blockingCallFromGreenlet, waitForDeferred
+from ._waker import LoopWaker
 
 __version__ = _version("gevent-deferred")
 
@@ -20,6 +21,7 @@ __all__ = [
     "GreenletKilledError",
     "HubThread",
     "IHubReactor",
+    "LoopWaker",
     "ReactorStoppedError",
     "ReactorThread",
     "WaitTimeoutError",

@@ -114,7 +114,8 @@ class ReactorLink:
             "was waiting for will never fire"
         )
 
-    def register(self, wait: Any, reactor: Any) -> None:
+    def register(self, wait: Any, reactor: Any, same_thread: bool = False) -> None:
+        """Add a pending wait. ``same_thread``: called in the reactor's own thread (in-loop)."""
         with self.lock:
             if self.stopped:
                 raise self.stopped_error()
@@ -122,8 +123,13 @@ class ReactorLink:
             install = not self.trigger_installed
             self.trigger_installed = True
         if install:
-            # Twisted's trigger lists belong to the reactor thread.
-            reactor.callFromThread(reactor.addSystemEventTrigger, "after", "shutdown", self.sweep)
+            if same_thread:
+                reactor.addSystemEventTrigger("after", "shutdown", self.sweep)
+            else:
+                # Twisted's trigger lists belong to the reactor thread.
+                reactor.callFromThread(
+                    reactor.addSystemEventTrigger, "after", "shutdown", self.sweep
+                )
 
     def unregister(self, wait: Any) -> None:
         with self.lock:

@@ -15,7 +15,14 @@ from twisted.internet.defer import Deferred, NotACoroutineError, ensureDeferred
 from twisted.python.failure import Failure
 
 from ._errors import GreenletKilledError
-from ._threads import allocate_lock, get_ident, start_new_thread, wait_real_lock
+from ._threads import (
+    allocate_lock,
+    get_ident,
+    prepare_hub_thread,
+    start_new_thread,
+    wait_real_lock,
+)
+from ._waker import LoopWaker
 
 __all__ = ["HubThread", "shared_hub_thread"]
 
@@ -27,7 +34,7 @@ class _Run:
 
     def __init__(self) -> None:
         self.queue: deque[Any] = deque()
-        self.watcher: Any = None  # the hub loop's async_ watcher, published by the thread
+        self.waker: LoopWaker | None = None  # published by the thread once its hub runs
         self.thread_ident: int | None = None
         self.stopping = False
         self.started = allocate_lock()
@@ -37,9 +44,9 @@ class _Run:
         self.group: gevent.pool.Group | None = None
 
     def wake(self) -> None:
-        watcher = self.watcher
-        if watcher is not None:
-            watcher.send()
+        waker = self.waker
+        if waker is not None:
+            waker.wake()
 
 
 class HubThread:
@@ -49,8 +56,8 @@ class HubThread:
     It runs greenlets on behalf of a Twisted reactor that is not driven by gevent (Twisted's
     epoll, select or asyncio reactors): ``call(reactor, fn)`` runs ``fn`` in a new greenlet in the
     hub thread and fires a Deferred in the reactor's thread with the outcome. The thread is a real
-    OS thread even after ``gevent.monkey.patch_all()``; requests reach its hub through the loop's
-    ``async_()`` watcher, whose ``send()`` is safe from any thread.
+    OS thread even after ``gevent.monkey.patch_all()``; requests reach its hub through a
+    ``LoopWaker``.
     """
 
     def __init__(self, name: str = "gevent-hub-thread") -> None:
@@ -86,6 +93,7 @@ class HubThread:
                 return
             run = _Run()
             self._run = run
+            prepare_hub_thread()
             start_new_thread(self._main, (run,))
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -124,8 +132,8 @@ class HubThread:
         if run is None or run.stopping:
             raise RuntimeError(f"{self!r} is not running; call start() first")
         run.queue.append((fn, args, kwargs))
-        # A request queued before the thread published its watcher is picked up by the thread's
-        # first drain, which runs after the watcher is published.
+        # A request queued before the thread published its waker is picked up by the thread's
+        # first drain, which runs after the waker is published.
         run.wake()
 
     def call(self, reactor: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
@@ -167,17 +175,15 @@ class HubThread:
                     fn, args, kwargs = item
                     group.spawn(fn, *args, **kwargs)
 
-            # The watcher stays referenced, so the hub keeps running while idle.
-            watcher = hub.loop.async_()
-            watcher.start(drain)
-            run.watcher = watcher
+            # The waker stays referenced, so the hub keeps running while idle.
+            waker = LoopWaker(hub.loop, drain)
+            run.waker = waker
             run.started.release()
             drain()
             stopped.wait()
             group.kill(block=True, timeout=2.0)
-            run.watcher = None
-            watcher.stop()
-            watcher.close()
+            run.waker = None
+            waker.close()
         finally:
             hub.destroy(destroy_loop=True)
             run.done.release()

@@ -1,8 +1,8 @@
 """Cross-thread wake-ups for greenlets waiting on a reactor in another thread.
 
-One mailbox per hub: a deque and one ``async_()`` watcher. Any thread appends ``(wait, result)``
-and sends the watcher (thread-safe, coalescing); the hub drains the deque and switches to the
-waiting greenlets. Measured on this project's machines (benchmarks/bench_deferred.py has the
+One mailbox per hub: a deque and one ``LoopWaker``. Any thread appends ``(wait, result)`` and
+wakes the hub (thread-safe, coalescing); the hub drains the deque and switches to the waiting
+greenlets. Measured on this project's machines (benchmarks/bench_deferred.py has the
 numbers), this beat gevent's thread-safe ``AsyncResult`` (which also ends in ``LoopExit`` when
 nothing else keeps the waiting hub alive) and an ``async_()`` watcher per wait.
 """
@@ -13,6 +13,7 @@ from collections import deque
 from typing import Any
 
 from ._threads import get_original
+from ._waker import LoopWaker
 
 _local = get_original("_thread", "_local")()
 
@@ -20,7 +21,7 @@ _local = get_original("_thread", "_local")()
 class HubMailbox:
     """The mailbox of one hub. ``post`` is callable from any thread; the rest from its thread."""
 
-    __slots__ = ("draining", "hub", "pending", "queue", "referenced", "watcher")
+    __slots__ = ("draining", "hub", "pending", "queue", "referenced", "waker")
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
@@ -28,13 +29,12 @@ class HubMailbox:
         self.pending = 0
         self.draining = False
         # Unreferenced while nobody waits, so an idle program can still end with LoopExit.
-        self.watcher = hub.loop.async_(ref=False)
+        self.waker = LoopWaker(hub.loop, self._drain, ref=False)
         self.referenced = False
-        self.watcher.start(self._drain)
 
     def post(self, wait: Any, result: Any) -> None:
         self.queue.append((wait, result))
-        self.watcher.send()
+        self.waker.wake()
 
     def _drain(self) -> None:
         queue = self.queue
@@ -52,7 +52,7 @@ class HubMailbox:
 
     def _set_ref(self, on: bool) -> None:
         self.referenced = on
-        self.watcher.ref = on
+        self.waker.ref = on
 
     def acquire(self) -> None:
         # A pending wait must keep the hub alive, or a lone waiting greenlet gets LoopExit.

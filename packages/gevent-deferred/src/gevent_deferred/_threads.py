@@ -19,6 +19,7 @@ get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 
 
 def hub_if_exists() -> Any:
+    """The current thread's gevent Hub, or None; never creates one. Never blocks."""
     # Private in gevent, but the only way to ask "is there a hub here?" without creating one.
     from gevent._hub_local import get_hub_if_exists
 
@@ -41,3 +42,29 @@ def wait_real_lock(lock: Any, timeout: float | None) -> bool:
         gevent.sleep(delay)
         delay = min(delay * 2, 0.02)
     return True
+
+
+def prepare_hub_thread() -> None:
+    """Make it safe for a thread about to be started to create its first hub. Never blocks.
+
+    Call it in the starting thread, before the new thread runs. Two things raced when a new
+    thread created its hub while another thread created its own:
+
+    - gevent's config imports modules on first use; after ``patch_all()`` the import locks are
+      gevent locks, and two threads importing at once deadlocked on them;
+    - on libuv, every gevent loop asks libuv for its default loop (to know whether it is the
+      default), which creates that default loop on first call, unsynchronised. When the new
+      thread's question raced the main thread's first hub, the default loop's list of async
+      handles was corrupted: its thread then spun for ever inside libuv's async handler, so no
+      timer or wake-up reached its hub again.
+
+    Both are settled here, once, in one thread.
+    """
+    config = gevent.config
+    loop_class = config.loop
+    config.libev_backend  # noqa: B018
+    config.format_context  # noqa: B018
+    if getattr(loop_class, "__module__", "").startswith("gevent.libuv"):
+        from gevent.libuv import _corecffi
+
+        _corecffi.lib.uv_default_loop()

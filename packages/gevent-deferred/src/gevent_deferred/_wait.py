@@ -20,6 +20,7 @@ from ._context import (
     check_reactor,
     check_timeout,
     installed_reactor,
+    link_for,
     reactor_context_error,
     situation,
 )
@@ -49,19 +50,31 @@ def unwrap(result: Any) -> Any:
 class _LocalWait:
     """A wait where the Deferred fires in this thread (situation 1, or no running reactor)."""
 
-    __slots__ = ("abandoned", "cancelling", "hub", "waiter")
+    __slots__ = ("abandoned", "answered", "cancelling", "hub", "waiter")
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.waiter = Waiter(hub)
         self.abandoned = False
+        self.answered = False  # the shutdown sweep answered first
         self.cancelling = False
 
     def on_result(self, result: Any) -> Any:
         # Runs wherever the Deferred fires in this thread: the hub, the reactor's context, a
         # greenlet, or synchronously inside addBoth when it had already fired.
-        if self.abandoned:
+        if self.abandoned or self.answered:
             return _passed_on(self, result)
+        self._answer(result)
+        return None
+
+    def post(self, result: Any) -> None:
+        # The reactor's shutdown sweep, in this thread: the Deferred will never fire.
+        if self.abandoned or self.answered:
+            return
+        self.answered = True
+        self._answer(result)
+
+    def _answer(self, result: Any) -> None:
         waiter = self.waiter
         if waiter.greenlet is None or gevent.getcurrent() is self.hub:
             waiter.switch(result)  # stores it, or switches from the hub as Waiter requires
@@ -69,7 +82,6 @@ class _LocalWait:
             # Wake the waiter from the hub, not from this greenlet: a switch from a throwaway
             # greenlet can be stranded by raw switches (pytest-twisted's), one from the hub not.
             self.hub.loop.run_callback(waiter.switch, result)
-        return None
 
 
 class _RemoteWait:
@@ -227,7 +239,21 @@ def waitForDeferred(
     deferred.addBoth(wait.on_result)
     if wait.waiter.greenlet is None and wait.waiter.ready():
         return unwrap(wait.waiter.get())  # it had fired: no switch
-    return unwrap(_block(api, wait, timeout, deferred.cancel, cancel_on_kill))
+    link = _register_local(wait, reactor)
+    try:
+        return unwrap(_block(api, wait, timeout, deferred.cancel, cancel_on_kill))
+    finally:
+        if link is not None:
+            link.unregister(wait)
+
+
+def _register_local(wait: _LocalWait, reactor: Any) -> ReactorLink | None:
+    """Let a running reactor on this hub fail ``wait`` when it shuts down (crochet's rule)."""
+    if reactor is None or not getattr(reactor, "running", False):
+        return None  # nobody runs it (yet): only code in this thread can fire the Deferred
+    link = link_for(reactor)
+    link.register(wait, reactor, same_thread=True)
+    return link
 
 
 def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -274,6 +300,7 @@ def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **
         box.append(deferred)
         deferred.addBoth(wait.on_result)
 
+    link = _register_local(wait, reactor)
     delayed = reactor.callLater(0, start)
 
     def cancel() -> None:
@@ -282,7 +309,11 @@ def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **
         elif box:
             box[0].cancel()
 
-    return unwrap(_block(api, wait, None, cancel, True))
+    try:
+        return unwrap(_block(api, wait, None, cancel, True))
+    finally:
+        if link is not None:
+            link.unregister(wait)
 
 
 def _call(f: Callable[..., Any], args: Any, kwargs: Any) -> Deferred:

@@ -11,8 +11,9 @@ from greenlet import GreenletExit
 from twisted.python import context, log
 from twisted.python.failure import Failure
 
+from gevent_deferred._waker import LoopWaker
+
 from ._placement import Placement
-from ._signal import POLL_INTERVAL
 from ._threads import get_ident
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Engine:
 
     Every field is guarded by the pool's lock (a real lock, held only for a few statements, never
     across a greenlet switch). Greenlets are created and woken only in the engine's thread; other
-    threads queue work and wake that thread through the hub loop's ``async_()`` watcher.
+    threads queue work and wake that thread through a ``LoopWaker``.
     """
 
     def __init__(self, pool: GeventThreadPool, placement: Placement) -> None:
@@ -65,9 +66,7 @@ class Engine:
         self.placement = placement
         self.hub: Hub | None = None
         self.thread_ident: int | None = None
-        self.watcher: Any = None
-        self.timer: Any = None
-        self.poked = False
+        self.waker: LoopWaker | None = None
         self.ready = False
         self.slots: list[Worker] = []
         self.unborn: list[Worker] = []
@@ -104,12 +103,10 @@ class Engine:
         if self.thread_ident == get_ident():
             self.dispatch()
             return
-        with self.pool._lock:
-            # The flag lets the engine's slow timer catch a lost wake-up (see _signal).
-            self.poked = True
-            # Sent under the lock so that the engine cannot close the watcher in between.
-            if self.watcher is not None:
-                self.watcher.send()
+        # Before setup() publishes the waker there is nothing to wake: setup() dispatches itself.
+        waker = self.waker
+        if waker is not None:
+            waker.wake()
 
     def add_finished_callback(self, callback: Callable[[], object]) -> bool:
         """Call ``callback`` (in the engine thread) once every worker has ended; False if they
@@ -124,25 +121,15 @@ class Engine:
 
     def setup(self) -> None:
         hub = gevent.get_hub()
-        watcher = hub.loop.async_()
         # An idle pool must not keep a plain gevent program's loop alive (gevent.wait() would
         # never return); the reactor, or the HubThread, keeps its own loop alive.
-        watcher.ref = False
-        watcher.start(self.dispatch)
-        timer = hub.loop.timer(POLL_INTERVAL, POLL_INTERVAL)
-        timer.ref = False
-        timer.start(self._poll)
+        waker = LoopWaker(hub.loop, self.dispatch, ref=False)
         with self.pool._lock:
             self.hub = hub
             self.thread_ident = get_ident()
-            self.watcher = watcher
-            self.timer = timer
+            self.waker = waker
             self.ready = True
         self.dispatch()
-
-    def _poll(self) -> None:
-        if self.poked:
-            self.dispatch()
 
     def dispatch(self) -> None:
         """Wake idle workers or spawn new ones for queued work; end idle workers that must quit.
@@ -153,7 +140,6 @@ class Engine:
         with pool._lock:
             if not self.ready or self.finished:
                 return
-            self.poked = False
             born, self.unborn = self.unborn, []
             need = len(pool._pending) - self.waking
             excess = max(len(self.slots) - pool.max, 0) + self.to_quit
@@ -289,16 +275,10 @@ class Engine:
             if self.finished:
                 return
             self.finished = True
-            watcher, self.watcher = self.watcher, None
-            timer, self.timer = self.timer, None
+            waker, self.waker = self.waker, None
             callbacks, self.on_finished = self.on_finished, []
-        # Closed from a later loop callback: this may be running inside one of their own
-        # callbacks, and closing a libuv watcher from its own callback crashed the process.
-        for dropped in (timer, watcher):
-            if dropped is not None:
-                dropped.stop()
-                assert self.hub is not None
-                self.hub.loop.run_callback(dropped.close)
+        if waker is not None:
+            waker.close()
         for callback in callbacks:
             try:
                 callback()

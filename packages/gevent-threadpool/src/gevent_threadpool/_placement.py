@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 from gevent.hub import Hub
 
 from gevent_deferred import HubThread, IHubReactor, shared_hub_thread
@@ -82,17 +81,5 @@ def choose_placement(hub: Hub | HubThread | None, reactor: Any) -> Placement:
         current = hub_if_exists()
         if current is not None and getattr(reactor, "hub", None) is current:
             return Placement(None)
-    _resolve_gevent_config()
+    # shared_hub_thread() starts the helper thread safely (see gevent_deferred's HubThread.start).
     return Placement(shared_hub_thread())
-
-
-def _resolve_gevent_config() -> None:
-    # Creating a hub imports the modules gevent's config names (loop class, backend, context
-    # formatter) on first use. After patch_all() the import locks are gevent locks, and two
-    # threads creating their first hubs at once (this one and the helper thread) deadlocked on
-    # them (seen with GEVENT_LOOP=libuv-cffi). Resolving them here first avoids that; it is
-    # cheap once done.
-    config = gevent.config
-    config.loop  # noqa: B018
-    config.libev_backend  # noqa: B018
-    config.format_context  # noqa: B018

@@ -1,0 +1,137 @@
+"""Waking a gevent loop's thread from any other thread: one waker, used for every such wake-up.
+
+``LoopWaker(loop, callback)`` runs ``callback`` in the loop's hub after ``wake()`` was called in
+any thread. The fast path is the loop's ``async_()`` watcher, whose ``send()`` is safe from any
+thread and coalesces. Three things make it safe to rely on:
+
+- a flag is set before every send and a slow, unreferenced timer looks at it, so a wake-up whose
+  send was lost costs at most ``fallback`` seconds instead of a hang;
+- ``wake()`` sends under a real lock that ``close()`` takes too, so a send never reaches a closed
+  watcher (libuv aborts the process with "Sending to a closed watcher");
+- ``close()`` called from the waker's own callback closes the watchers from a later loop callback:
+  closing a libuv watcher whose callback is still on the hub's stack crashed the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._threads import allocate_lock
+
+__all__ = ["FALLBACK_INTERVAL", "LoopWaker"]
+
+#: Seconds between looks at the wake-up flag, the bound on a lost cross-thread wake-up.
+FALLBACK_INTERVAL = 0.05
+
+
+class LoopWaker:
+    """
+    Run ``callback()`` in ``loop``'s hub, soon after ``wake()`` was called from any thread.
+
+    Create it in the loop's own thread. Wake-ups coalesce: one run of ``callback`` answers every
+    ``wake()`` made before it began; a ``wake()`` made while it runs gets another run. An exception
+    from ``callback`` is reported by the hub, as for any watcher callback. ``ref`` says whether the
+    waker keeps the loop alive (an unreferenced one lets an idle program end); ``fallback`` is the
+    polling interval that bounds a lost wake-up (None: no timer).
+    """
+
+    __slots__ = (
+        "_async",
+        "_callback",
+        "_closed",
+        "_firing",
+        "_lock",
+        "_loop",
+        "_pending",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        loop: Any,
+        callback: Callable[[], object],
+        *,
+        ref: bool = True,
+        fallback: float | None = FALLBACK_INTERVAL,
+    ) -> None:
+        if not callable(callback):
+            raise TypeError(
+                f"LoopWaker(loop, callback) expects a callable callback, got {callback!r:.80}"
+            )
+        if not callable(getattr(loop, "async_", None)):
+            raise TypeError(f"LoopWaker(loop, callback) expects a gevent loop, got {loop!r:.80}")
+        if fallback is not None and not (isinstance(fallback, int | float) and fallback > 0):
+            raise ValueError(
+                f"LoopWaker(fallback=...) expects seconds > 0 or None, got {fallback!r}"
+            )
+        self._loop = loop
+        self._callback = callback
+        self._pending = False
+        self._closed = False
+        self._firing = False
+        self._lock = allocate_lock()
+        # Both watchers start before anyone can wake(): a send to an unstarted watcher is lost.
+        self._async: Any = loop.async_(ref=ref)
+        self._async.start(self._fire)
+        self._timer: Any = None
+        if fallback is not None:
+            self._timer = loop.timer(fallback, fallback, ref=False)
+            self._timer.start(self._fire)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("pending" if self._pending else "idle")
+        return f"<LoopWaker {self._callback!r:.60} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran. Never blocks. Callable from any thread."""
+        return self._closed
+
+    @property
+    def ref(self) -> bool:
+        """Whether the waker keeps its loop alive. Never blocks. Set it from the loop's thread."""
+        return bool(self._async.ref)
+
+    @ref.setter
+    def ref(self, on: bool) -> None:
+        if not self._closed:
+            self._async.ref = on
+
+    def wake(self) -> None:
+        """Make ``callback`` run in the loop's hub soon. Never blocks. Callable from any thread.
+
+        Does nothing once closed.
+        """
+        self._pending = True
+        with self._lock:
+            if not self._closed:
+                self._async.send()
+
+    def close(self) -> None:
+        """Stop for good: ``callback`` no longer runs, ``wake()`` does nothing. Never blocks.
+
+        Call it from the loop's thread (also from ``callback`` itself); a second call does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for watcher in (self._async, self._timer):
+            if watcher is not None:
+                watcher.stop()
+                if self._firing:
+                    self._loop.run_callback(watcher.close)
+                else:
+                    watcher.close()
+
+    def _fire(self) -> None:
+        # In the hub (a watcher callback). The flag is cleared before the callback runs, so that a
+        # wake() from another thread during the callback gets a run of its own.
+        if self._pending and not self._closed:
+            self._pending = False
+            self._firing = True
+            try:
+                self._callback()
+            finally:
+                self._firing = False
