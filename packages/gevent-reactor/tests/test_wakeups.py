@@ -242,3 +242,43 @@ def test_listen_from_a_greenlet_serves_a_gevent_client(reactor: GeventReactor, r
 
     reactor.callWhenRunning(gevent.spawn, from_greenlet)
     assert run_until(reactor, done) == b"welcome"
+
+
+WAKE_RACE_CHILD = """
+import threading, time
+from gevent_reactor import GeventReactor
+
+reactor = GeventReactor()
+errors = []
+done = threading.Event()
+
+def hammer():
+    while not done.is_set():
+        try:
+            reactor.wakeUp()
+            reactor.callFromThread(lambda: None)
+        except BaseException as e:
+            errors.append(repr(e))
+            return
+
+thread = threading.Thread(target=hammer)
+thread.start()
+deadline = time.monotonic() + 1.5
+passes = 0
+while time.monotonic() < deadline:
+    # Each iterate() makes the reactor's waker and closes it again, while the thread wakes it.
+    reactor.iterate(0)
+    passes += 1
+done.set()
+thread.join(5)
+print("passes", passes, "errors", errors)
+assert not errors, errors
+"""
+
+
+def test_wake_up_from_a_thread_races_the_waker_closing(run_python) -> None:
+    # A thread's wakeUp() may reach the waker just as the reactor's thread closes it (crash(),
+    # iterate(), stop): libuv aborted the process ("Sending to a closed watcher").
+    result = run_python(["-c", WAKE_RACE_CHILD], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "errors []" in result.stdout

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from gevent_deferred import IHubReactor
 from gevent_deferred._context_tracker import install_greenlet_context_tracker
+from gevent_deferred._waker import LoopWaker
 from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
@@ -64,7 +65,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         self._timer: Any = None
         # A timed call due before this arms the loop (TimedCallHeap); -inf while nothing may.
         self._armed_at = -math.inf
-        self._wake: Any = None
+        self._wake: LoopWaker | None = None
         self._children = ChildWatchers(self._loop, self._context.run_job)
         self._parked: greenlet | None = None
         super().__init__()
@@ -77,7 +78,8 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
     # -- waking up, from any thread ------------------------------------------------------------
 
     def installWaker(self) -> None:
-        # The loop's async watcher, made while the reactor runs, replaces Twisted's self-pipe.
+        # A LoopWaker (the loop's async watcher), made while the reactor runs, replaces Twisted's
+        # self-pipe.
         pass
 
     def wakeUp(self) -> None:
@@ -87,7 +89,8 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         wake = self._wake
         if wake is not None:
             # While the reactor does not run there is nothing to wake: run() drains the queue.
-            wake.send()
+            # (A waker closed meanwhile, by crash() in the reactor's thread, ignores the call.)
+            wake.wake()
 
     def stop(self) -> None:
         """
@@ -184,15 +187,15 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             return
         self._watching = on
         if on:
-            self._wake = self._loop.async_()
-            self._wake.start(self._on_wake)
+            self._wake = LoopWaker(self._loop, self._on_wake)
             self._start_watchers()
             self._rearm()
         else:
             # Closed, not only stopped: a watcher left to the garbage collector while the loop
-            # runs can crash libuv.
+            # runs can crash libuv.  LoopWaker closes safely from its own callback (crash() may
+            # run there) and against a wakeUp() racing in from another thread.
             wake, self._wake = self._wake, None
-            self._close_soon(wake)  # crash() may run inside this watcher's own callback
+            wake.close()
             self._stop_watchers()
             self._disarm()
             self._armed_at = -math.inf
