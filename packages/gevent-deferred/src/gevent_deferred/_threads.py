@@ -50,13 +50,13 @@ def prepare_hub_thread() -> None:
     Call it in the starting thread, before the new thread runs. Two things raced when a new
     thread created its hub while another thread created its own:
 
-    - gevent's config imports modules on first use; after ``patch_all()`` the import locks are
-      gevent locks, and two threads importing at once deadlocked on them;
-    - on libuv, every gevent loop asks libuv for its default loop (to know whether it is the
-      default), which creates that default loop on first call, unsynchronised. When the new
-      thread's question raced the main thread's first hub, the default loop's list of async
-      handles was corrupted: its thread then spun for ever inside libuv's async handler, so no
-      timer or wake-up reached its hub again.
+      - gevent's config imports modules on first use; after ``patch_all()`` the import locks are
+        gevent locks, and two threads importing at once deadlocked on them;
+      - on libuv, every gevent loop asks libuv for its default loop (to know whether it is the
+        default), which creates that default loop on first call, unsynchronised. When the new
+        thread's question raced the main thread's first hub, the default loop's list of async
+        handles was corrupted: its thread then spun for ever inside libuv's async handler, so no
+        timer or wake-up reached its hub again.
 
     Both are settled here, once, in one thread.
     """

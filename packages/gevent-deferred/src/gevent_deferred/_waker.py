@@ -4,12 +4,12 @@
 any thread. The fast path is the loop's ``async_()`` watcher, whose ``send()`` is safe from any
 thread and coalesces. Three things make it safe to rely on:
 
-- a flag is set before every send and a slow, unreferenced timer looks at it, so a wake-up whose
-  send was lost costs at most ``fallback`` seconds instead of a hang;
-- ``wake()`` sends under a real lock that ``close()`` takes too, so a send never reaches a closed
-  watcher (libuv aborts the process with "Sending to a closed watcher");
-- ``close()`` called from the waker's own callback closes the watchers from a later loop callback:
-  closing a libuv watcher whose callback is still on the hub's stack crashed the process.
+  - a flag is set before every send and a slow, unreferenced timer looks at it, so a wake-up whose
+    send was lost costs at most ``fallback`` seconds instead of a hang;
+  - ``wake()`` sends under a real lock that ``close()`` takes too, so a send never reaches a closed
+    watcher (libuv aborts the process with "Sending to a closed watcher");
+  - ``close()`` called from the waker's own callback closes the watchers from a later loop callback:
+    closing a libuv watcher whose callback is still on the hub's stack crashed the process.
 """
 
 from __future__ import annotations

@@ -59,11 +59,11 @@ def choose_placement(hub: Hub | HubThread | None, reactor: Any) -> Placement:
     """
     Decide where the workers run, from the pool's ``hub`` and ``reactor`` arguments.
 
-    - ``hub`` is a gevent ``Hub``: in-loop on it; it must be the hub of the calling thread.
-    - ``hub`` is a ``HubThread``: standalone in that thread.
-    - otherwise in-loop when ``reactor`` (or, if None, the installed global reactor) is a
-      GeventReactor driven by this thread's hub, and standalone in
-      ``gevent_deferred.shared_hub_thread()`` in every other case.
+      - ``hub`` is a gevent ``Hub``: in-loop on it; it must be the hub of the calling thread.
+      - ``hub`` is a ``HubThread``: standalone in that thread.
+      - otherwise in-loop when ``reactor`` (or, if None, the installed global reactor) is a
+        GeventReactor driven by this thread's hub, and standalone in
+        ``gevent_deferred.shared_hub_thread()`` in every other case.
     """
     if isinstance(hub, HubThread):
         return Placement(hub)
