@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.posixbase import _NO_FILEDESC
 from twisted.internet.tcp import BaseClient
+from twisted.logger import Logger
 from twisted.python import context as _context
 from twisted.python import log
 from twisted.python.failure import Failure
@@ -42,6 +43,9 @@ _WRITE = 2
 
 # The calls that end a connection; they wait while one of its handlers is blocked.
 _LOSS_METHODS = ("connectionLost", "readConnectionLost")
+_log = Logger()
+# What Twisted's reactors log (log.err) for an error escaping a handler.
+_UNHANDLED = "Unhandled Error"
 # How long shutdown waits for killed handlers to be over.
 END_HANDLERS_GRACE = 1.0
 
@@ -244,7 +248,7 @@ class LoopFDSet:
                 self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
                 return
         except BaseException as e:
-            log.err()
+            _log.failure(_UNHANDLED)
             self._disconnectSelectable(selectable, e, is_read)
             return
         if (
@@ -270,10 +274,10 @@ class LoopFDSet:
             why = e
             runner = current_runner()
             if runner is None or not runner.ended_by_reactor:
-                log.err()
+                _log.failure(_UNHANDLED)
         except BaseException as e:
             why = e
-            log.err()
+            _log.failure(_UNHANDLED)
         if why:
             self._disconnectSelectable(selectable, why, is_read)
             return False
