@@ -454,7 +454,12 @@ class LoopFDSet:
             self._arm_writer(writer)
             return
         runner = current_runner()
-        if runner is not None and runner.selectable is writer and not runner.is_read:
+        if (
+            runner is not None
+            and runner.selectable is writer
+            and not runner.is_read
+            and getattr(writer, "producer", None) is not None
+        ):
             # A producer refilling its consumer from the consumer's own doWrite (a file transfer):
             # the next write waits for the loop to poll, as Twisted's reactors make it wait, so
             # that one fast transfer cannot keep timers and other connections waiting.  Armed
