@@ -37,6 +37,8 @@ def unwrap(result: Any) -> Any:
     if not isinstance(result, Failure):
         return result
     exc = result.value
+    if exc is None:  # a Failure always carries its exception; this only narrows the type
+        raise TypeError(f"unwrap(result): a Failure without an exception: {result!r:.80}")
     tb = result.tb
     noted = getattr(exc, "_gd_noted", False)
     if tb is None and result.frames and sys.version_info >= (3, 11) and not noted:
@@ -295,13 +297,13 @@ def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **
     wait = _LocalWait(where)
     box: list[Any] = []
 
-    def start() -> None:
+    def start_here() -> None:
         deferred = _call(f, args, kwargs)
         box.append(deferred)
         deferred.addBoth(wait.on_result)
 
     link = _register_local(wait, reactor)
-    delayed = reactor.callLater(0, start)
+    delayed = reactor.callLater(0, start_here)
 
     def cancel() -> None:
         if delayed.active():

@@ -79,7 +79,7 @@ def install_background(hub: Hub | None = None) -> Any:
 
     from ._reactor import GeventReactor
 
-    existing = sys.modules.get("twisted.internet.reactor")
+    existing: object = sys.modules.get("twisted.internet.reactor")
     if existing is not None:
         if not isinstance(existing, GeventReactor):
             from ._install import _wrong_reactor

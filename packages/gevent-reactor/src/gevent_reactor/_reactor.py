@@ -195,7 +195,8 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             # runs can crash libuv.  LoopWaker closes safely from its own callback (crash() may
             # run there) and against a wakeUp() racing in from another thread.
             wake, self._wake = self._wake, None
-            wake.close()
+            if wake is not None:
+                wake.close()
             self._stop_watchers()
             self._disarm()
             self._armed_at = -math.inf

@@ -67,7 +67,7 @@ class _BlockingCallGuard:
             current = getcurrent()
             if isinstance(current, WorkerGreenlet):
                 return self._blocking_call(current, f)
-        return self.original(f, *args, **kwargs)  # type: ignore[no-any-return]
+        return self.original(f, *args, **kwargs)
 
     def _blocking_call(self, worker: WorkerGreenlet, f: Any) -> None:
         try:
@@ -83,7 +83,7 @@ class _BlockingCallGuard:
                     "runs in the reactor's own thread, where waiting would deadlock the reactor; "
                     "return a Deferred instead, or run this work on a real thread pool"
                 ) from None
-            return self.original(f)  # type: ignore[no-any-return]
+            return self.original(f)
         signal = CrossThreadSignal(gevent.get_hub())
 
         def deliver(result: object) -> None:

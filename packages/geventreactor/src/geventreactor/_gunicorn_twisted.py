@@ -99,7 +99,7 @@ class _GunicornRequest(Request):
 class _AccessLogResponse:
     """What gunicorn's access log reads from a response."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: http.Request) -> None:
         self.status = str(request.code)
         self.sent = request.sentLength
         self.headers = [
@@ -109,7 +109,7 @@ class _AccessLogResponse:
         ]
 
 
-def _access_log_environ(request: Request) -> dict[str, str]:
+def _access_log_environ(request: http.Request) -> dict[str, str]:
     # The WSGI-style names gunicorn's access-log atoms are read from.
     uri = request.uri.decode("latin-1")
     path, _, query = uri.partition("?")
@@ -142,7 +142,7 @@ class _GunicornSite(Site):
         self.keep_alive = keep_alive > 0
         self.stopping = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         worker = self._worker
         log = worker.log
         if getattr(log, "access_log_enabled", True):
@@ -160,7 +160,7 @@ class _GunicornSite(Site):
             )
         if request.channel is not None:
             # A keep-alive connection between two requests may be closed by a graceful stop.
-            request.channel.gunicorn_served = True
+            setattr(request.channel, "gunicorn_served", True)  # noqa: B010
         worker.count_request()
 
 
