@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from subjects import install  # noqa: E402
+from subjects import install, use_source_path  # noqa: E402
 
 STEP_CALLS = 10
 POPULATION = 1000
@@ -190,6 +190,10 @@ def wfd_rate(subject: str, seconds: float) -> tuple[int, float]:
             from twisted.internet.epollreactor import EPollReactor
 
             reactor: Any = EPollReactor()
+        elif subject == "select":
+            from twisted.internet.selectreactor import SelectReactor
+
+            reactor = SelectReactor()
         else:
             import asyncio
 
@@ -210,9 +214,7 @@ def wfd_rate(subject: str, seconds: float) -> tuple[int, float]:
 
 def main() -> None:
     subject, scenario, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    if subject == "gevent_alt":
-        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
-        subject = "gevent"
+    use_source_path()
     cpu0 = time.process_time()
     if scenario == "calllater":
         if subject == "puregevent":

@@ -10,6 +10,9 @@ Listens on 127.0.0.1 and prints one JSON line with its ports, then serves until 
 - ``web``: ``twisted.web`` serving ``hello world\\n`` from a leaf resource, keep-alive or not as the
   client asks (pure gevent: a minimal HTTP/1.1 server producing the same headers).
 
+``rawepoll`` is a hand-written level-triggered ``select.epoll`` loop with no Twisted and no gevent
+(echo and block only: it speaks no HTTP): what Python itself can do, the limit for the others.
+
 Echo connections set TCP_NODELAY so that no subject is measured against Nagle's algorithm (web
 connections keep the default of every subject: each reply goes out in one send).
 """
@@ -23,14 +26,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from subjects import install, pin, raise_fd_limit
+from subjects import install, pin, raise_fd_limit, use_source_path
 
 BODY = b"hello world\n"
 BLOCK_SECONDS = 0.01
 
 
 def announce(**ports: int) -> None:
-    sys.stdout.write(json.dumps({"pid": os.getpid(), **ports}) + "\n")
+    # The file the reactor came from: the suite checks that it belongs to the tree measured.
+    reactor = sys.modules.get("twisted.internet.reactor")
+    module = sys.modules.get(type(reactor).__module__) if reactor is not None else None
+    source = getattr(module, "__file__", None)
+    sys.stdout.write(json.dumps({"pid": os.getpid(), "source": source, "ports": ports}) + "\n")
     sys.stdout.flush()
 
 
@@ -150,14 +157,87 @@ def gevent_server() -> None:
         server.stop(timeout=1)
 
 
+def rawepoll_server() -> None:
+    import select
+    import time
+
+    epoll = select.epoll()
+    poll, modify = epoll.poll, epoll.modify
+    EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+    listeners: dict[int, tuple[socket.socket, bool]] = {}
+    ports = {}
+    for name in ("echo", "block"):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        listener.setblocking(False)
+        listeners[listener.fileno()] = (listener, name == "block")
+        epoll.register(listener.fileno(), EPOLLIN)
+        ports[name] = listener.getsockname()[1]
+    conns: dict[int, socket.socket] = {}
+    blocking: set[int] = set()
+    # Output the socket did not take: the connection stops reading until it is written.
+    pending: dict[int, bytes] = {}
+
+    def drop(fd: int) -> None:
+        epoll.unregister(fd)
+        pending.pop(fd, None)
+        blocking.discard(fd)
+        conns.pop(fd).close()
+
+    announce(**ports)
+    # SIGTERM's default action ends the process: nothing here needs a clean exit.
+    while True:
+        for fd, mask in poll():
+            sock = conns.get(fd)
+            if sock is None:
+                listener, blocks = listeners[fd]
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except BlockingIOError:
+                        break
+                    conn.setblocking(False)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[conn.fileno()] = conn
+                    if blocks:
+                        blocking.add(conn.fileno())
+                    epoll.register(conn.fileno(), EPOLLIN)
+                continue
+            try:
+                if mask & EPOLLOUT:
+                    data = pending.pop(fd)
+                else:
+                    data = sock.recv(262144)
+                    if not data:
+                        drop(fd)
+                        continue
+                    if fd in blocking and data[:1] == b"B":
+                        time.sleep(BLOCK_SECONDS)
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+            except OSError:
+                drop(fd)
+                continue
+            if sent < len(data):
+                pending[fd] = data[sent:]
+                if not mask & EPOLLOUT:
+                    modify(fd, EPOLLOUT)
+            elif mask & EPOLLOUT:
+                modify(fd, EPOLLIN)
+
+
 def main() -> None:
     subject = sys.argv[1]
-    if subject == "gevent_alt":
-        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
-        subject = "gevent"
+    use_source_path()
     raise_fd_limit()
     pin("BENCH_SERVER_CPU")
-    if subject == "puregevent":
+    if subject == "rawepoll":
+        rawepoll_server()
+    elif subject == "puregevent":
         import gevent.event  # noqa: F401
 
         gevent_server()

@@ -1,8 +1,8 @@
 """
 The subjects of the suite, and how a server process installs each one's reactor.
 
-Every server module imports this first and calls L{install} before anything imports
-C{twisted.internet.reactor}.
+Every server module imports this first, calls L{use_source_path} (the packages measured) and
+then L{install} before anything imports C{twisted.internet.reactor}.
 """
 
 from __future__ import annotations
@@ -13,15 +13,37 @@ import sys
 from typing import Any
 
 # The order of the table; epoll is the reference every ratio is taken against.
-SUBJECTS = ["gevent", "epoll", "asyncio", "uvloop", "puregevent", "gevent_alt"]
+SUBJECTS = [
+    "gevent",
+    "epoll",
+    "select",
+    "asyncio",
+    "uvloop",
+    "puregevent",
+    "rawepoll",
+    "gevent_alt",
+]
 REFERENCE = "epoll"
+# Twisted's own reactors: a user can pick any of them today, so GeventReactor is ranked against
+# the best of them in each round.
+PEERS = ("epoll", "select", "asyncio", "uvloop")
 DESCRIPTIONS = {
     "gevent": "GeventReactor (this project)",
     "epoll": "Twisted's epoll reactor",
+    "select": "Twisted's select reactor",
     "asyncio": "Twisted's asyncio reactor (stdlib loop)",
     "uvloop": "Twisted's asyncio reactor on uvloop",
     "puregevent": "pure gevent, no Twisted (the ceiling)",
-    "gevent_alt": "GeventReactor imported from $BENCH_ALT_PATH (to measure a patch)",
+    "rawepoll": "a hand-written select.epoll echo loop, no Twisted (the limit for Python)",
+    "gevent_alt": "GeventReactor with $BENCH_ALT_PATH first on the path (to measure a patch)",
+}
+# Scenarios a subject's server cannot run: the hand-written loop only echoes; select() cannot
+# watch the descriptors of 10,000 (or 1,000) idle connections.
+UNSUPPORTED = {
+    "rawepoll": frozenset(
+        {"web_ka", "web_close", "calllater", "thread_twisted", "thread_gevent", "wfd"}
+    ),
+    "select": frozenset({"memory"}),
 }
 
 
@@ -35,6 +57,13 @@ def available(subject: str) -> bool:
     if subject == "gevent_alt":
         return bool(os.environ.get("BENCH_ALT_PATH"))
     return True
+
+
+def use_source_path() -> None:
+    """Put C{$BENCH_SRC_PATH}'s directories first on C{sys.path}: the packages measured."""
+    path = os.environ.get("BENCH_SRC_PATH")
+    if path:
+        sys.path[:0] = path.split(os.pathsep)
 
 
 def raise_fd_limit() -> None:
@@ -56,10 +85,6 @@ def pin(cpu_env: str) -> None:
 
 def install(subject: str) -> Any:
     """Install C{subject}'s reactor and return it (None for pure gevent)."""
-    if subject == "gevent_alt":
-        # A copy of the gevent_reactor package (e.g. with a proposed patch) shadows the installed one.
-        sys.path.insert(0, os.environ["BENCH_ALT_PATH"])
-        subject = "gevent"
     if subject == "gevent":
         import gevent_reactor
 
@@ -68,6 +93,10 @@ def install(subject: str) -> Any:
         from twisted.internet import epollreactor
 
         epollreactor.install()
+    elif subject == "select":
+        from twisted.internet import selectreactor
+
+        selectreactor.install()
     elif subject in ("asyncio", "uvloop"):
         import asyncio
 
@@ -81,7 +110,7 @@ def install(subject: str) -> Any:
             loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         asyncioreactor.install(loop)
-    elif subject == "puregevent":
+    elif subject in ("puregevent", "rawepoll"):
         return None
     else:
         sys.exit(f"unknown subject {subject!r}; expected one of {SUBJECTS}")
