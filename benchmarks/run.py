@@ -44,13 +44,13 @@ sys.path.insert(0, str(HERE))
 
 from suite.lineup import Subject, at_commit, plain  # noqa: E402
 from suite.machine import machine  # noqa: E402
-from suite.one_round import Settings, measure_subject  # noqa: E402
+from suite.one_round import Round, Settings, measure_round  # noqa: E402
 from suite.processes import cpus  # noqa: E402
 from suite.records import Failure, to_json  # noqa: E402
-from suite.report import fmt, legend, markdown, print_table  # noqa: E402
+from suite.report import fmt, legend, markdown, print_table, short  # noqa: E402
 from suite.scenarios import SCENARIOS  # noqa: E402
 from suite.source_trees import CommitTree  # noqa: E402
-from suite.summary import Round, summarize  # noqa: E402
+from suite.summary import summarize  # noqa: E402
 
 sys.path.insert(0, str(HERE / "servers"))
 from subjects import REFERENCE, SUBJECTS, available, raise_fd_limit  # noqa: E402
@@ -122,16 +122,23 @@ def run_rounds(
     rounds: list[Round] = []
     for index in range(args.rounds):
         turn = index % len(subjects)
-        this: Round = {}
-        for subject in subjects[turn:] + subjects[:turn]:
-            this[subject.name] = measure_subject(subject, scenarios, settings)
-            failed = [n for n, r in this[subject.name].items() if isinstance(r, Failure)]
+
+        def done(scenario: str, index: int = index) -> None:
             print(
-                f"round {index + 1}/{args.rounds} {subject.name:<15} done at "
-                f"{time.time() - started:5.0f} s" + (f"  FAILED: {failed}" if failed else ""),
+                f"round {index + 1}/{args.rounds} {scenario:<15} done at "
+                f"{time.time() - started:5.0f} s",
                 flush=True,
             )
-        rounds.append(this)
+
+        rounds.append(measure_round(subjects[turn:] + subjects[:turn], scenarios, settings, done))
+        failed = [
+            f"{subject}/{name}"
+            for subject, per in rounds[-1].items()
+            for name, outcome in per.items()
+            if isinstance(outcome, Failure)
+        ]
+        if failed:
+            print(f"round {index + 1}/{args.rounds} FAILED: {failed}", flush=True)
     return rounds
 
 
@@ -144,7 +151,7 @@ def print_comparison(summary: dict[str, Any], tree: str, base: str, commit: str)
         if e is None:
             continue
         if e.ratio is None:
-            print(f"  {name:<15} FAILED: {(e.failed or per[base].failed or 'no result')[:70]}")
+            print(f"  {name:<15} FAILED: {short(e.failed or per[base].failed)}")
             continue
         rounds = " ".join(f"{r:.3f}" for r in e.ratio_rounds or [])
         print(f"  {name:<15} {e.ratio:6.3f} wall  {fmt(e.cpu_ratio):>6} /cpu   rounds: {rounds}")

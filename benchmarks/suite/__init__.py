@@ -8,7 +8,7 @@ The modules of the benchmark suite that ``benchmarks/run.py`` drives.
 - L{window}: the measuring window of a network scenario;
 - L{load_client}: the network load client (raw non-blocking sockets and ``select.epoll``);
 - L{inproc_runner}: the in-process scenarios, one child process each;
-- L{one_round}: every scenario of one subject in one round;
+- L{one_round}: one round: each scenario on every subject in turn;
 - L{records}: the named records of a measurement and of a summary;
 - L{summary}: medians and ratios over the rounds;
 - L{report}: the printed table and the README's markdown table;

@@ -1,7 +1,9 @@
-"""Every scenario of one subject in one round: a server for the network ones, children for the rest."""
+"""One round of the suite: every scenario on every subject, the subjects in turn per scenario."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import NamedTuple
 
 from . import load_client
@@ -10,6 +12,8 @@ from .lineup import Subject
 from .processes import ServerProcess
 from .records import BenchError, Failure, Measurement, Outcome
 from .scenarios import SCENARIOS
+
+Round = dict[str, dict[str, Outcome]]  # subject name -> scenario -> outcome
 
 
 class Settings(NamedTuple):
@@ -53,36 +57,59 @@ def _net(name: str, server: ServerProcess, s: Settings) -> Measurement:
 
 
 def _failure(e: Exception) -> Failure:
-    return Failure(f"{type(e).__name__}: {e}")
+    # A BenchError says what went wrong; an OSError needs its kind.
+    return Failure(str(e) if isinstance(e, BenchError) else f"{type(e).__name__}: {e}")
 
 
-def measure_subject(subject: Subject, scenarios: list[str], s: Settings) -> dict[str, Outcome]:
-    """One round of C{subject}: an outcome for each scenario its server has."""
-    mine = [n for n in scenarios if subject.runs(n)]
-    out: dict[str, Outcome] = {}
-    net = [n for n in mine if SCENARIOS[n].kind == "net"]
-    if net:
-        try:
-            server = ServerProcess(subject, s.server_cpu)
-        except BenchError as e:
-            return {n: Failure(str(e)) for n in net}
-        with server:
-            for name in net:
+def measure_round(
+    subjects: list[Subject], scenarios: list[str], s: Settings, done: Callable[[str], None]
+) -> Round:
+    """One round: every scenario, each measured on every subject (in C{subjects}' order) in turn.
+
+    The servers of the round are all started first and kept, so that the measurements of one
+    scenario follow one another within seconds: a ratio within a round then compares figures
+    taken under nearly the same load from the rest of the machine.
+    """
+    out: Round = {x.name: {} for x in subjects}
+    net = [n for n in scenarios if SCENARIOS[n].kind == "net"]
+    with ExitStack() as stack:
+        servers: dict[str, ServerProcess] = {}
+        for subject in subjects:
+            mine = [n for n in net if subject.runs(n)]
+            if not mine:
+                continue
+            try:
+                servers[subject.name] = stack.enter_context(ServerProcess(subject, s.server_cpu))
+            except BenchError as e:
+                out[subject.name].update({n: Failure(str(e)) for n in mine})
+        for name in net:
+            for subject in subjects:
+                server = servers.get(subject.name)
+                if server is None or not subject.runs(name):
+                    continue
                 try:
-                    out[name] = _net(name, server, s)
+                    out[subject.name][name] = _net(name, server, s)
                     server.check_alive()
                 except (BenchError, OSError) as e:
-                    out[name] = _failure(e)
-    if "memory" in mine:
-        try:
-            with ServerProcess(subject, s.server_cpu) as server:
-                out["memory"] = load_client.idle_memory(server, server.port("echo"), s.connections)
-        except (BenchError, OSError) as e:
-            out["memory"] = _failure(e)
-    for name in mine:
-        if SCENARIOS[name].kind == "inproc":
-            try:
-                out[name] = run_inproc(subject, name, s.seconds + s.warmup)
-            except BenchError as e:
-                out[name] = Failure(str(e))
+                    out[subject.name][name] = _failure(e)
+            done(name)
+    for name in scenarios:
+        kind = SCENARIOS[name].kind
+        if kind == "net":
+            continue
+        for subject in subjects:
+            if subject.runs(name):
+                out[subject.name][name] = _alone(subject, name, s)
+        done(name)
     return out
+
+
+def _alone(subject: Subject, name: str, s: Settings) -> Outcome:
+    """A scenario with a process of its own: idle memory on a fresh server, or in-process."""
+    try:
+        if SCENARIOS[name].kind == "inproc":
+            return run_inproc(subject, name, s.seconds + s.warmup)
+        with ServerProcess(subject, s.server_cpu) as server:
+            return load_client.idle_memory(server, server.port("echo"), s.connections)
+    except (BenchError, OSError) as e:
+        return _failure(e)

@@ -81,8 +81,10 @@ class ServerProcess:
         sel.close()
         line = self.stdout.readline() if ready else b""
         if not line:
+            self.proc.wait(5)
+            tail = self.error_tail()
             self.stop()
-            raise BenchError(f"server did not start: {self.error_tail()}")
+            raise BenchError(f"server did not start: {tail}")
         info = json.loads(line)
         self.pid = self.proc.pid
         self.ports: dict[str, int] = info["ports"]

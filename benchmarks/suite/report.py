@@ -17,6 +17,13 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def short(error: str | None) -> str:
+    """An error in one line of a table: a traceback's last line says most."""
+    lines = (error or "no result").strip().splitlines()
+    first = lines[0] if lines else "no result"
+    return (first + (f" ... {lines[-1]}" if len(lines) > 1 else ""))[:110]
+
+
 def legend(reference: str, compare: bool) -> str:
     ref = f"{reference} (BASE)" if compare else reference
     return (
@@ -47,7 +54,7 @@ def print_table(
                 continue
             label = subject.name + ("*" if subject.name == reference else "")
             if e.median is None:
-                print(f"{name:<15} {label:<15} FAILED: {(e.failed or 'no result')[:70]}")
+                print(f"{name:<15} {label:<15} FAILED: {short(e.failed)}")
                 continue
             flag = " FAILED in a round" if e.failed else ""
             flag += " (client-bound?)" if e.client_bound else ""
@@ -111,7 +118,7 @@ def markdown(report: dict[str, Any]) -> str:
                 if e.peer_ratio is None:
                     cells.append("-")
                 else:
-                    cells.append(_ratio_cell(e.peer_ratio, e.peer_cpu_ratio) + f" ({e.peer})")
+                    cells.append(_ratio_cell(e.peer_ratio, e.peer_cpu_ratio) + f" vs {e.peer}")
                 continue
             if e.ratio is None:
                 cells.append("FAILED" if e.failed else "-")

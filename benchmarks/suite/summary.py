@@ -12,10 +12,9 @@ import statistics
 from collections import Counter
 
 from .lineup import Subject
-from .records import Measurement, Outcome, SubjectSummary
+from .one_round import Round
+from .records import Measurement, SubjectSummary
 from .scenarios import SCENARIOS, ratio
-
-Round = dict[str, dict[str, Outcome]]  # subject name -> scenario -> outcome
 
 _MEDIANS = (
     "per_cpu",
