@@ -18,7 +18,7 @@ from gevent_deferred import (
     ReactorStoppedError,
     WaitTimeoutError,
     WrongContextError,
-    _context,
+    _reactor_links,
     blockingCallFromGreenlet,
     deferToGreenlet,
     in_greenlet,
@@ -82,7 +82,7 @@ def run_reactor(monkeypatch):
 def test_wait_for_a_deferred_fired_by_the_reactor(run_reactor):
     def body(reactor):
         d = task.deferLater(reactor, 0.01, lambda: "in-loop")
-        link = _context._links.get(reactor)
+        link = _reactor_links.known_link(reactor)
         return waitForDeferred(d), threading.get_ident(), link
 
     value, ident, link = run_reactor(body)

@@ -2,7 +2,7 @@
 
 Every reactor (Twisted's epoll, select, asyncio; geventreactor's GeventReactor when installed) runs
 in a background OS thread it was built in, so the same test body drives all of them, and the
-GeventReactor case is "in-loop" (its hub is that thread's hub) while the others are standalone.
+GeventReactor case is "in-loop" (its hub is that thread's hub) while the others are cross-thread.
 Tests talk to a reactor only through ``ReactorThread.call``, which waits with a timeout.
 """
 
@@ -20,7 +20,6 @@ from twisted.internet.interfaces import IResolutionReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gevent_deferred import IHubReactor
 from gevent_resolver.testing import LoopbackDNSServer
 
 WAIT = 10.0  # seconds any single step may take before the test fails instead of hanging
@@ -48,12 +47,7 @@ def _build(kind: str) -> Any:
 
         return AsyncioSelectorReactor(asyncio.new_event_loop())
     if kind == "gevent":
-        cls = _gevent_reactor_class()
-        if not IHubReactor.implementedBy(cls):
-            # Until GeventReactor declares IHubReactor itself, a subclass declares it, so the
-            # in-loop path is what these tests exercise on it.
-            cls = implementer(IHubReactor)(type("HubGeventReactor", (cls,), {}))
-        return cls()
+        return _gevent_reactor_class()()
     raise ValueError(kind)
 
 

@@ -135,7 +135,9 @@ def test_options_the_resolver_cannot_take(idle_reactor):
 
 
 def test_not_a_reactor():
-    with pytest.raises(TypeError, match="reactor must be a Twisted reactor"):
+    expected = r"GeventResolver\(reactor=\.\.\.\) expects a Twisted reactor \(with callLater and "
+    with pytest.raises(TypeError, match=expected + r"callFromThread\), got object"):
         GeventResolver(object(), "block")
-    with pytest.raises(TypeError, match="reactor must provide IReactorPluggableNameResolver"):
+    expected = r"install_gevent_resolver\(reactor=\.\.\.\) expects a Twisted reactor \(with "
+    with pytest.raises(TypeError, match=expected + r"installNameResolver\) as IReactorPluggable"):
         install_gevent_resolver(object(), "block")

@@ -1,6 +1,6 @@
 """Lookups against the loopback DNS server through c-ares, on every reactor kind.
 
-epoll/select/asyncio: standalone (lookups on the shared helper hub thread); gevent: in-loop.
+epoll/select/asyncio: cross-thread (lookups on the shared helper hub thread); gevent: in-loop.
 """
 
 from __future__ import annotations

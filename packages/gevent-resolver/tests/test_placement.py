@@ -49,7 +49,7 @@ def test_many_concurrent_lookups_use_no_more_threads(reactor_thread, ares_option
         lambda: GeventResolver(reactor_thread.reactor, "ares", **ares_options)
     )
     name = dns_server.name("www")
-    # Warm up: the helper thread (standalone) and the c-ares channel exist from here on.
+    # Warm up: the helper thread (cross-thread) and the c-ares channel exist from here on.
     assert reactor_thread.call(resolver.getHostByName, name) == "192.0.2.10"
     before = os_thread_count()
     during = []

@@ -13,7 +13,7 @@ from twisted.python import log
 from gevent_deferred import shared_hub_thread
 from gevent_threadpool import GeventThreadPool
 
-MODES = ["standalone", "in-loop"]
+MODES = ["cross-thread", "in-loop"]
 
 
 def _wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
@@ -42,7 +42,7 @@ def make_pool(mode: str) -> Iterator[Callable[..., GeventThreadPool]]:
     pools: list[GeventThreadPool] = []
 
     def make(*args: Any, **kwargs: Any) -> GeventThreadPool:
-        hub = shared_hub_thread() if mode == "standalone" else gevent.get_hub()
+        hub = shared_hub_thread() if mode == "cross-thread" else gevent.get_hub()
         pool = GeventThreadPool(*args, hub=hub, **kwargs)
         pools.append(pool)
         return pool

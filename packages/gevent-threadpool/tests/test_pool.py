@@ -1,4 +1,4 @@
-"""GeventThreadPool on its own (no reactor), in both placements: standalone and in-loop."""
+"""GeventThreadPool on its own (no reactor), in both placements: cross-thread and in-loop."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_placement(mode: str, make_pool) -> None:
     assert pool.in_loop is (mode == "in-loop")
 
 
-def test_default_placement_without_gevent_reactor_is_standalone(wait_until) -> None:
+def test_default_placement_without_gevent_reactor_is_cross_thread(wait_until) -> None:
     """A reactor that is not a GeventReactor (here Twisted's select reactor): workers run in the
     shared helper hub thread."""
     from twisted.internet.selectreactor import SelectReactor

@@ -1,4 +1,4 @@
-"""GeventThreadPool with real reactors: Twisted's epoll, select and asyncio reactors (standalone)
+"""GeventThreadPool with real reactors: Twisted's epoll, select and asyncio reactors (cross-thread)
 and GeventReactor (in-loop), each a fresh instance run in the test's thread."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gevent_threadpool import (
     GeventThreadPool,
     use_gevent_threadpool,
 )
-from gevent_threadpool import _reactor as reactor_module
+from gevent_threadpool import _install as install_module
 
 try:
     from gevent_reactor import GeventReactor
@@ -198,7 +198,7 @@ def test_unrecognised_blocking_call_fails_at_once_in_loop(monkeypatch) -> None:
         return _callFromThread
 
     impostor = make()
-    monkeypatch.setattr(reactor_module, "_BLOCKING_CALL_CODE", impostor.__code__)
+    monkeypatch.setattr(install_module, "_BLOCKING_CALL_CODE", impostor.__code__)
     reactor = GeventReactor()
     use_gevent_threadpool(reactor, GeventThreadPool(0, 5, hub=reactor.hub))
 

@@ -4,7 +4,7 @@ Twisted's own ThreadPool tests (``twisted/test/test_threadpool.py``), run agains
 Twisted's test methods are reused unchanged: each is rebuilt with the same code object but with
 the module global ``threadpool`` replaced by a namespace whose ``ThreadPool`` makes a
 GeventThreadPool. The tests are synchronous and wait with real ``threading`` primitives in the
-test's thread, so the pool runs standalone (its greenlets in gevent_deferred's shared hub thread).
+test's thread, so the pool runs cross-thread (its greenlets in gevent_deferred's shared hub thread).
 
 The tests that cannot apply, and why, are listed in TWISTED_TESTS_NOT_APPLICABLE.md next to this
 file; ``NOT_APPLICABLE`` below must name exactly those.
@@ -28,7 +28,7 @@ NOT_APPLICABLE = {
 
 
 def _make_pool(*args: object, **kwargs: object) -> GeventThreadPool:
-    # Forced standalone: these tests block their own thread on threading primitives, which would
+    # Forced cross-thread: these tests block their own thread on threading primitives, which would
     # starve greenlets sharing that thread's hub.
     return GeventThreadPool(*args, hub=shared_hub_thread(), **kwargs)  # type: ignore[arg-type]
 

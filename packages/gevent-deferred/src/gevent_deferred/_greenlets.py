@@ -7,50 +7,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gevent import Greenlet
-from greenlet import GreenletExit
-from twisted.internet.defer import Deferred, NotACoroutineError, ensureDeferred
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred
 
-from ._context import installed_reactor, thread_reactor
-from ._errors import GreenletKilledError
+from ._checks import check_reactor
 from ._hub_thread import shared_hub_thread
+from ._in_loop import installed_reactor, thread_reactor
+from ._outcomes import fire, outcome_of
 from ._threads import hub_if_exists
 
 __all__ = ["deferToGreenlet", "in_greenlet", "waitForGreenlet"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def outcome_of(g: Greenlet) -> Any:
-    """A dead greenlet's value, or a Failure carrying its exception and original traceback."""
-    if g.successful():
-        value = g.value
-        if isinstance(value, GreenletExit):
-            return Failure(
-                GreenletKilledError(f"{g!r} was killed ({type(value).__name__}) before it returned")
-            )
-        return value
-    exc = g.exception
-    tb = exc.__traceback__
-    if tb is None:
-        info = g.exc_info
-        tb = info[2] if info else None
-    return Failure(exc, type(exc), tb)
-
-
-def fire(d: Deferred, outcome: Any) -> None:
-    """Fire ``d`` with an outcome unless it was cancelled meanwhile; follow Deferreds/coroutines."""
-    if d.called:
-        return
-    if isinstance(outcome, Failure):
-        d.errback(outcome)
-        return
-    try:
-        inner = ensureDeferred(outcome)
-    except NotACoroutineError:
-        d.callback(outcome)
-        return
-    inner.addBoth(lambda result: None if d.called else d.callback(result))
 
 
 def waitForGreenlet(g: Greenlet, *, kill_on_cancel: bool = True, reactor: Any = None) -> Deferred:
@@ -62,7 +29,7 @@ def waitForGreenlet(g: Greenlet, *, kill_on_cancel: bool = True, reactor: Any = 
     killed with ``GreenletExit`` fails it with ``GreenletKilledError`` (a ``CancelledError``).
     Cancelling the Deferred kills ``g`` unless ``kill_on_cancel`` is false.
 
-    Called in ``g``'s own thread (situation 1, or plain gevent), the Deferred fires from that
+    Called in ``g``'s own thread (in-loop, or plain gevent), the Deferred fires from that
     thread's hub. Called in another thread, typically a non-gevent reactor's thread waiting for a
     greenlet of a gevent thread, the Deferred fires in the caller's reactor thread through
     ``reactor.callFromThread`` (``reactor`` defaults to the installed global reactor).
@@ -73,18 +40,20 @@ def waitForGreenlet(g: Greenlet, *, kill_on_cancel: bool = True, reactor: Any = 
         )
     g_hub = g.parent
     if g_hub is hub_if_exists() or g_hub is None:
-        return _wait_local(g, kill_on_cancel)
+        return _deferred_here(g, kill_on_cancel)
     if reactor is None:
         reactor = thread_reactor() or installed_reactor()
-    if reactor is None or not callable(getattr(reactor, "callFromThread", None)):
-        raise TypeError(
-            f"waitForGreenlet(g) was called outside {g!r}'s thread and needs the caller's reactor "
-            f"to deliver the result; pass reactor=..., got {reactor!r:.80}"
-        )
-    return _wait_remote(g, g_hub, reactor, kill_on_cancel)
+    check_reactor(
+        "waitForGreenlet",
+        reactor,
+        "callFromThread",
+        also=f", because it was called outside {g!r:.60}'s thread and the caller's reactor "
+        "delivers the result",
+    )
+    return _deferred_across_threads(g, g_hub, reactor, kill_on_cancel)
 
 
-def _wait_local(g: Greenlet, kill_on_cancel: bool) -> Deferred:
+def _deferred_here(g: Greenlet, kill_on_cancel: bool) -> Deferred:
     def cancel(_d: Deferred) -> None:
         if not g.dead:
             g.kill(block=False)
@@ -98,7 +67,9 @@ def _wait_local(g: Greenlet, kill_on_cancel: bool) -> Deferred:
     return d
 
 
-def _wait_remote(g: Greenlet, g_hub: Any, reactor: Any, kill_on_cancel: bool) -> Deferred:
+def _deferred_across_threads(
+    g: Greenlet, g_hub: Any, reactor: Any, kill_on_cancel: bool
+) -> Deferred:
     loop = g_hub.loop
 
     def cancel(_d: Deferred) -> None:
@@ -120,7 +91,7 @@ def deferToGreenlet(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferre
     Run ``f(*args, **kwargs)`` in a new greenlet; return a Deferred of its outcome.
 
     Never blocks. Callable from the hub. In a thread with a gevent hub and no other reactor
-    (situation 1: GeventReactor; or plain gevent) the greenlet runs here and the Deferred fires
+    (in-loop: GeventReactor; or plain gevent) the greenlet runs here and the Deferred fires
     from this hub. In the thread of a non-gevent reactor (epoll, asyncio, ...), the greenlet runs
     in ``shared_hub_thread()`` and the Deferred fires in the reactor's thread. Cancelling the
     Deferred kills the greenlet; a killed greenlet fails it with ``GreenletKilledError``.
@@ -134,7 +105,7 @@ def deferToGreenlet(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferre
         return shared_hub_thread().call(reactor, f, *args, **kwargs)
     g = Greenlet(f, *args, **kwargs)
     g.start()
-    return _wait_local(g, True)
+    return _deferred_here(g, True)
 
 
 def in_greenlet(fn: F) -> Callable[..., Deferred]:

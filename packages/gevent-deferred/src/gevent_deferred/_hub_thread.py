@@ -10,11 +10,10 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.pool
-from greenlet import GreenletExit
-from twisted.internet.defer import Deferred, NotACoroutineError, ensureDeferred
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred
 
-from ._errors import GreenletKilledError
+from ._checks import check_reactor
+from ._outcomes import call_outcome, fire
 from ._threads import (
     allocate_lock,
     get_ident,
@@ -147,11 +146,7 @@ class HubThread:
         """
         if not callable(fn):
             raise TypeError(f"HubThread.call(reactor, fn) expects a callable fn, got {fn!r}")
-        if not callable(getattr(reactor, "callFromThread", None)):
-            raise TypeError(
-                "HubThread.call(reactor, fn) expects a Twisted reactor (with callFromThread) as "
-                f"reactor, got {reactor!r}"
-            )
+        check_reactor("HubThread.call", reactor, "callFromThread", argument="reactor, fn")
         job = _CallJob(self, reactor, fn, args, kwargs)
         job.deferred = Deferred(job.cancel)
         self.submit(job.run)
@@ -220,30 +215,14 @@ class _CallJob:
         if self.cancelled:
             return
         self.greenlet = gevent.getcurrent()
-        outcome: Any
-        try:
-            outcome = self.fn(*self.args, **self.kwargs)
-        except GreenletExit:
-            outcome = Failure(GreenletKilledError(f"the greenlet running {self.fn!r} was killed"))
-        except BaseException:
-            outcome = Failure()
+        outcome = call_outcome(self.fn, *self.args, **self.kwargs)
         self.greenlet = None
         self.reactor.callFromThread(self.deliver, outcome)
 
     def deliver(self, outcome: Any) -> None:
         # In the reactor thread.
-        d = self.deferred
-        if d is None or d.called:  # cancelled meanwhile
-            return
-        if isinstance(outcome, Failure):
-            d.errback(outcome)
-            return
-        try:
-            chained = ensureDeferred(outcome)
-        except NotACoroutineError:
-            d.callback(outcome)  # a plain value
-            return
-        chained.addBoth(lambda result: None if d.called else d.callback(result))
+        if self.deferred is not None:  # None only if cancelled before it was made
+            fire(self.deferred, outcome)
 
     def cancel(self, d: Deferred) -> None:
         # In the reactor thread; Twisted fails ``d`` with CancelledError after this returns.

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ._threads import get_original
+from ._threads import thread_local
 from ._waker import LoopWaker
 
-_local = get_original("_thread", "_local")()
+_local = thread_local()
 
 
 class HubMailbox:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._context import link_for, set_thread_reactor
+from ._checks import check_reactor
+from ._in_loop import set_thread_reactor
+from ._reactor_links import link_for
 from ._threads import allocate_lock, get_ident, start_new_thread, wait_real_lock
 
 __all__ = ["ReactorThread"]
@@ -28,14 +30,7 @@ class ReactorThread:
             from twisted.internet import reactor as global_reactor
 
             reactor = global_reactor
-        if not (
-            callable(getattr(reactor, "run", None))
-            and callable(getattr(reactor, "callFromThread", None))
-        ):
-            raise TypeError(
-                "ReactorThread(reactor) expects a Twisted reactor (with run and callFromThread), "
-                f"got {type(reactor).__name__}: {reactor!r:.80}"
-            )
+        check_reactor("ReactorThread", reactor, "run", "callFromThread", argument="reactor")
         self.reactor = reactor
         self.name = name
         self._lock = allocate_lock()

@@ -16,6 +16,8 @@ from gevent.monkey import get_original
 start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
 allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 get_ident: Callable[[], int] = get_original("_thread", "get_ident")
+#: The real ``_thread._local``: one value per OS thread, also after ``patch_all()``.
+thread_local: Callable[[], Any] = get_original("_thread", "_local")
 
 
 def hub_if_exists() -> Any:

@@ -13,19 +13,12 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, may
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._context import (
-    CROSS_THREAD,
-    ReactorLink,
-    check_deferred,
-    check_reactor,
-    check_timeout,
-    installed_reactor,
-    link_for,
-    reactor_context_error,
-    situation,
-)
-from ._errors import WaitTimeoutError
+from ._checks import check_deferred, check_reactor, check_timeout
+from ._errors import ReactorStoppedError, WaitTimeoutError, reactor_context_error
+from ._in_loop import CROSS_THREAD, installed_reactor, where_to_wait
 from ._mailbox import mailbox_for
+from ._outcomes import follow
+from ._reactor_links import ReactorLink, link_for
 
 __all__ = ["blockingCallFromGreenlet", "waitForDeferred"]
 
@@ -49,8 +42,8 @@ def unwrap(result: Any) -> Any:
     raise exc.with_traceback(tb)
 
 
-class _LocalWait:
-    """A wait where the Deferred fires in this thread (situation 1, or no running reactor)."""
+class _InLoopWait:
+    """A wait where the Deferred fires in this thread (in-loop, or no reactor running)."""
 
     __slots__ = ("abandoned", "answered", "cancelling", "hub", "waiter")
 
@@ -86,7 +79,7 @@ class _LocalWait:
             self.hub.loop.run_callback(waiter.switch, result)
 
 
-class _RemoteWait:
+class _CrossThreadWait:
     """A wait on a reactor in another thread: the Deferred lives there, the waiter here."""
 
     __slots__ = ("abandoned", "cancelling", "deferred", "delivered", "mailbox", "waiter")
@@ -165,15 +158,15 @@ def _block(
             timer.close()
 
 
-def _wait_remote(
+def _block_cross_thread(
     api: str,
     link: ReactorLink,
     reactor: Any,
-    start: Callable[[_RemoteWait], None],
+    start: Callable[[_CrossThreadWait], None],
     timeout: float | None,
     cancel_on_kill: bool,
 ) -> Any:
-    wait = _RemoteWait(gevent.get_hub())
+    wait = _CrossThreadWait(gevent.get_hub())
     link.register(wait, reactor)
     mailbox = wait.mailbox
     mailbox.acquire()
@@ -225,19 +218,19 @@ def waitForDeferred(
         reactor = installed_reactor()
     else:
         check_reactor(api, reactor)
-    mode, where = situation(api, reactor)
+    mode, where = where_to_wait(api, reactor)
     if mode == CROSS_THREAD:
 
-        def start(wait: _RemoteWait) -> None:
+        def start(wait: _CrossThreadWait) -> None:
             if wait.abandoned:
                 return
             deferred = wait.deferred = ensureDeferred(d)
             deferred.addBoth(wait.on_result)
 
-        return _wait_remote(api, where, reactor, start, timeout, cancel_on_kill)
+        return _block_cross_thread(api, where, reactor, start, timeout, cancel_on_kill)
 
     deferred = ensureDeferred(d)
-    wait = _LocalWait(where)
+    wait = _InLoopWait(where)
     deferred.addBoth(wait.on_result)
     if wait.waiter.greenlet is None and wait.waiter.ready():
         return unwrap(wait.waiter.get())  # it had fired: no switch
@@ -249,7 +242,7 @@ def waitForDeferred(
             link.unregister(wait)
 
 
-def _register_local(wait: _LocalWait, reactor: Any) -> ReactorLink | None:
+def _register_local(wait: _InLoopWait, reactor: Any) -> ReactorLink | None:
     """Let a running reactor on this hub fail ``wait`` when it shuts down (crochet's rule)."""
     if reactor is None or not getattr(reactor, "running", False):
         return None  # nobody runs it (yet): only code in this thread can fire the Deferred
@@ -276,25 +269,23 @@ def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **
         raise TypeError(
             f"{api}(reactor, f) expects a callable f, got {type(f).__name__}: {f!r:.80}"
         )
-    mode, where = situation(api, reactor)
+    mode, where = where_to_wait(api, reactor)
     if mode == CROSS_THREAD:
 
-        def start(wait: _RemoteWait) -> None:
+        def start(wait: _CrossThreadWait) -> None:
             if wait.abandoned:
                 return
             deferred = wait.deferred = _call(f, args, kwargs)
             deferred.addBoth(wait.on_result)
 
-        return _wait_remote(api, where, reactor, start, None, True)
+        return _block_cross_thread(api, where, reactor, start, None, True)
 
     if not getattr(reactor, "running", False) and not getattr(reactor, "_started", False):
-        from ._errors import ReactorStoppedError
-
         raise ReactorStoppedError(
             f"{api}(): {reactor!r} is not running, so f would never be called; start it first "
             "(reactor.run() in this thread's main greenlet, or ReactorThread(reactor).start())"
         )
-    wait = _LocalWait(where)
+    wait = _InLoopWait(where)
     box: list[Any] = []
 
     def start_here() -> None:
@@ -320,14 +311,4 @@ def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **
 
 def _call(f: Callable[..., Any], args: Any, kwargs: Any) -> Deferred:
     # Like maybeDeferred, and a coroutine result is run as ensureDeferred runs it.
-    d = maybeDeferred(f, *args, **kwargs)
-
-    def follow(result: Any) -> Any:
-        if isinstance(result, Failure):
-            return result
-        try:
-            return ensureDeferred(result)
-        except TypeError:
-            return result
-
-    return d.addBoth(follow)
+    return maybeDeferred(f, *args, **kwargs).addCallback(follow)

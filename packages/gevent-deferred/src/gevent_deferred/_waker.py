@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._threads import allocate_lock
+from ._watchers import close_watcher
 
 __all__ = ["FALLBACK_INTERVAL", "LoopWaker"]
 
@@ -117,13 +118,10 @@ class LoopWaker:
             if self._closed:
                 return
             self._closed = True
+        later_on = self._loop if self._firing else None
         for watcher in (self._async, self._timer):
             if watcher is not None:
-                watcher.stop()
-                if self._firing:
-                    self._loop.run_callback(watcher.close)
-                else:
-                    watcher.close()
+                close_watcher(watcher, later_on=later_on)
 
     def _fire(self) -> None:
         # In the hub (a watcher callback). The flag is cleared before the callback runs, so that a

@@ -10,9 +10,9 @@ Install it before anything imports C{twisted.internet.reactor}::
 
 from importlib.metadata import version as _version
 
-from ._context import ReactorContextBlockingError
 from ._install import WrongReactorInstalledError, ensure_installed, install
 from ._reactor import GeventReactor
+from ._reactor_context import ReactorContextBlockingError
 
 __version__ = _version("gevent-reactor")
 

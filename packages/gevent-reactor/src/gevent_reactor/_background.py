@@ -10,7 +10,6 @@ function would run after that join and never.
 from __future__ import annotations
 
 import atexit
-import sys
 import threading
 import weakref
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import gevent
 from gevent.hub import Hub
 from greenlet import getcurrent
+
+from gevent_deferred._in_loop import installed_reactor
 
 __all__ = ["install_background"]
 
@@ -79,7 +80,7 @@ def install_background(hub: Hub | None = None) -> Any:
 
     from ._reactor import GeventReactor
 
-    existing: object = sys.modules.get("twisted.internet.reactor")
+    existing: object = installed_reactor()
     if existing is not None:
         if not isinstance(existing, GeventReactor):
             from ._install import _wrong_reactor

@@ -14,6 +14,8 @@ from typing import Any
 from twisted.internet import process as twisted_process
 from twisted.logger import Logger
 
+from gevent_deferred._watchers import close_watcher
+
 __all__: list[str] = []
 
 _log = Logger()
@@ -68,8 +70,8 @@ class ChildWatchers:
         self._loop.install_sigchld()
 
     def _forget(self, pid: int, watcher: Any) -> None:
-        watcher.stop()
-        watcher.close()
+        # Also called from the watcher's own callback (_on_exit): closed from a later callback.
+        close_watcher(watcher, later_on=self._loop)
         self._watchers.pop(pid, None)
 
     def _on_exit(self, watcher: Any, process: Any) -> None:

@@ -16,6 +16,8 @@ from types import ModuleType
 from gevent.hub import Hub
 from twisted.internet.error import ReactorAlreadyInstalledError
 
+from gevent_deferred._in_loop import installed_reactor
+
 from ._reactor import GeventReactor
 
 __all__ = ["WrongReactorInstalledError", "ensure_installed", "install"]
@@ -35,11 +37,6 @@ class WrongReactorInstalledError(ReactorAlreadyInstalledError):
         super().__init__(message)
         #: The reactor that is installed (C{twisted.internet.reactor}).
         self.installed = installed
-
-
-def _installed_reactor() -> object | None:
-    # What `from twisted.internet import reactor` would give, without installing the default.
-    return sys.modules.get(_REACTOR_MODULE)
 
 
 def _class_name(obj: object) -> str:
@@ -116,7 +113,7 @@ def install(hub: Hub | None = None, background: bool = False) -> GeventReactor:
 
         return install_background(hub)
 
-    installed = _installed_reactor()
+    installed = installed_reactor()
     if isinstance(installed, GeventReactor):
         raise ReactorAlreadyInstalledError(
             "a GeventReactor is installed already (use gevent_reactor.ensure_installed() to get "
@@ -140,7 +137,7 @@ def ensure_installed(hub: Hub | None = None) -> GeventReactor:
 
     Never blocks.  Must be called from the thread whose hub (or C{hub}) runs the reactor.
     """
-    installed = _installed_reactor()
+    installed = installed_reactor()
     if installed is None:
         return install(hub)
     if not isinstance(installed, GeventReactor):

@@ -17,6 +17,8 @@ from twisted._threads import LockWorker, Team, ThreadWorker
 from twisted.python.log import err
 from twisted.python.threadpool import ThreadPool
 
+from gevent_deferred._threads import allocate_lock, start_new_thread
+
 __all__: list[str] = []
 
 
@@ -57,11 +59,11 @@ class _RealThread:
     def __init__(self, target: Callable[[], object], name: str | None = None) -> None:
         self.name = name
         self._target = target
-        self._done = _original("_thread", "allocate_lock")()
+        self._done = allocate_lock()
 
     def start(self) -> None:
         self._done.acquire()
-        _original("_thread", "start_new_thread")(self._run, ())
+        start_new_thread(self._run, ())
 
     def _run(self) -> None:
         try:

@@ -12,10 +12,8 @@ import inspect
 from typing import Any
 
 import gevent
-from gevent.monkey import get_original
 
-# A real lock even after monkey-patching: close() and the hub thread may touch the map together.
-_allocate_lock = get_original("_thread", "allocate_lock")
+from gevent_deferred._threads import allocate_lock, hub_if_exists
 
 # The names gevent's own ``GEVENT_RESOLVER`` setting accepts (gevent._config.Resolver).
 SHORT_NAMES = {
@@ -84,7 +82,8 @@ class Backends:
         # Strong keys: a resolver must be closed by its own loop, never freed by the garbage
         # collector when its hub's thread ends (see _kept below). One entry per hub ever used.
         self._owned: dict[Any, Any] = {}
-        self._lock = _allocate_lock()
+        # A real lock even after patch_all(): close() and the hub thread touch the map together.
+        self._lock = allocate_lock()
 
     @property
     def cls(self) -> type | None:
@@ -112,7 +111,7 @@ class Backends:
         with self._lock:
             owned = list(self._owned.items())
             self._owned.clear()
-        here = _hub_if_exists()
+        here = hub_if_exists()
         for hub, resolver in owned:
             if hub is here:
                 _close(resolver)
@@ -143,10 +142,3 @@ def _close(resolver: Any) -> None:
     if channel is not None and type(gevent.get_hub().loop).__module__.startswith("gevent.libuv"):
         _kept.append((resolver, channel))
     resolver.close()
-
-
-def _hub_if_exists() -> Any:
-    # Private in gevent, but the only way to ask "is there a hub here?" without creating one.
-    from gevent._hub_local import get_hub_if_exists
-
-    return get_hub_if_exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gevent_deferred._checks import check_reactor
+
 from ._resolver import GeventResolver
 
 
@@ -25,11 +27,12 @@ def install_gevent_resolver(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    if not callable(getattr(reactor, "installNameResolver", None)):
-        raise TypeError(
-            "reactor must provide IReactorPluggableNameResolver (installNameResolver()), "
-            f"got {reactor!r}"
-        )
+    check_reactor(
+        "install_gevent_resolver",
+        reactor,
+        "installNameResolver",
+        also=" as IReactorPluggableNameResolver provides",
+    )
     name_resolver = GeventResolver(reactor, resolver, **options)
     reactor.installNameResolver(name_resolver)
     # PluggableResolverMixin documents `resolver` as the installed IResolverSimple.

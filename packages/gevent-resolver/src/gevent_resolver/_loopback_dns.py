@@ -11,14 +11,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gevent.monkey import get_original
 from twisted.internet import defer
 from twisted.names import authority, common, dns, error, server
 from twisted.python.failure import Failure
 
 # Real thread primitives even after gevent.monkey.patch_all(): the server must not be a greenlet.
-_start_new_thread = get_original("_thread", "start_new_thread")
-_allocate_lock = get_original("_thread", "allocate_lock")
+from gevent_deferred._threads import allocate_lock, start_new_thread
 
 ZONE = "gevent-resolver.test"
 
@@ -146,12 +144,12 @@ class LoopbackDNSServer:
         else:
             raise RuntimeError("no port on 127.0.0.1 was free for both UDP and TCP")
         self.port = port
-        started = _allocate_lock()
+        started = allocate_lock()
         started.acquire()
-        self._done = _allocate_lock()
+        self._done = allocate_lock()
         self._done.acquire()
         reactor.callWhenRunning(started.release)
-        _start_new_thread(self._run, (reactor, self._done))
+        start_new_thread(self._run, (reactor, self._done))
         if not started.acquire(True, timeout):
             raise TimeoutError(f"the DNS server's reactor did not start within {timeout} s")
         return port

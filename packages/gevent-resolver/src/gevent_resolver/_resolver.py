@@ -20,9 +20,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gevent_deferred._checks import check_reactor
+
 from . import _names
 from ._backends import Backends, resolver_class
-from ._greenlets import run_lookup
+from ._lookups import run_lookup
 from ._resolution import GeventHostResolution
 
 _ADDRESS_TYPES: dict[int, type[IPv4Address] | type[IPv6Address]] = {
@@ -68,12 +70,7 @@ class GeventResolver:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
-        for needed in ("callLater", "callFromThread"):
-            if not callable(getattr(reactor, needed, None)):
-                raise TypeError(
-                    "reactor must be a Twisted reactor providing IReactorTime and "
-                    f"IReactorFromThreads (it has no {needed}()), got {reactor!r}"
-                )
+        check_reactor("GeventResolver", reactor, "callLater", "callFromThread")
         self._reactor = reactor
         self._resolver_name = resolver
         self._backends = Backends(resolver_class(resolver), options)

@@ -2,9 +2,13 @@
 
 from importlib.metadata import version as _version
 
-from ._context import GreenletContextTracker, install_greenlet_context_tracker
+from gevent_deferred._context_tracker import (
+    GreenletContextTracker,
+    install_greenlet_context_tracker,
+)
+
+from ._install import BlockingCallFromPoolError, use_gevent_threadpool
 from ._pool import GeventThreadPool, PoolKilledError
-from ._reactor import BlockingCallFromPoolError, use_gevent_threadpool
 
 __version__ = _version("gevent-threadpool")
 

@@ -11,10 +11,10 @@ from greenlet import GreenletExit
 from twisted.python import context, log
 from twisted.python.failure import Failure
 
+from gevent_deferred._threads import get_ident
 from gevent_deferred._waker import LoopWaker
 
 from ._placement import Placement
-from ._threads import get_ident
 
 if TYPE_CHECKING:
     from ._pool import GeventThreadPool

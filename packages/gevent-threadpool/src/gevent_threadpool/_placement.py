@@ -2,22 +2,22 @@
 
 In-loop is right when a GeventReactor runs in the thread that starts the pool: the workers
 share its hub, and ``reactor.callFromThread`` from a worker is a same-thread call. Anywhere else
-(Twisted's epoll/select/asyncio reactors, or no reactor at all) the workers run in one helper OS
-thread with its own hub (``gevent_deferred.shared_hub_thread()``), and results travel back through
-``reactor.callFromThread``, which Twisted's ``deferToThreadPool`` already uses.
+(cross-thread: Twisted's epoll/select/asyncio reactors, or no reactor at all) the workers run in
+one helper OS thread with its own hub (``gevent_deferred.shared_hub_thread()``), and results
+travel back through ``reactor.callFromThread``, which Twisted's ``deferToThreadPool`` already
+uses.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from gevent.hub import Hub
 
-from gevent_deferred import HubThread, IHubReactor, shared_hub_thread
-
-from ._threads import hub_if_exists
+from gevent_deferred import HubThread, shared_hub_thread
+from gevent_deferred._in_loop import installed_reactor, runs_on_this_hub
+from gevent_deferred._threads import hub_if_exists
 
 __all__ = ["Placement", "choose_placement"]
 
@@ -42,27 +42,15 @@ class Placement:
             self.hub_thread.start()
             self.hub_thread.submit(setup)
 
-    def describe(self) -> str:
-        if self.hub_thread is None:
-            return "in-loop (the hub of the thread that called start())"
-        return f"standalone (greenlets in {self.hub_thread!r})"
-
-
-def _installed_reactor() -> Any:
-    # The documented default: the global reactor, but only if one is already installed. Importing
-    # twisted.internet.reactor here would install the platform default as a side effect.
-    module = sys.modules.get("twisted.internet.reactor")
-    return module
-
 
 def choose_placement(hub: Hub | HubThread | None, reactor: Any) -> Placement:
     """
     Decide where the workers run, from the pool's ``hub`` and ``reactor`` arguments.
 
       - ``hub`` is a gevent ``Hub``: in-loop on it; it must be the hub of the calling thread.
-      - ``hub`` is a ``HubThread``: standalone in that thread.
+      - ``hub`` is a ``HubThread``: cross-thread, in that thread.
       - otherwise in-loop when ``reactor`` (or, if None, the installed global reactor) is a
-        GeventReactor driven by this thread's hub, and standalone in
+        GeventReactor driven by this thread's hub, and cross-thread in
         ``gevent_deferred.shared_hub_thread()`` in every other case.
     """
     if isinstance(hub, HubThread):
@@ -75,11 +63,7 @@ def choose_placement(hub: Hub | HubThread | None, reactor: Any) -> Placement:
                 "gevent_deferred.HubThread to run the workers in a helper thread"
             )
         return Placement(None)
-    if reactor is None:
-        reactor = _installed_reactor()
-    if reactor is not None and IHubReactor.providedBy(reactor):
-        current = hub_if_exists()
-        if current is not None and getattr(reactor, "hub", None) is current:
-            return Placement(None)
+    if runs_on_this_hub(installed_reactor() if reactor is None else reactor):
+        return Placement(None)
     # shared_hub_thread() starts the helper thread safely (see gevent_deferred's HubThread.start).
     return Placement(shared_hub_thread())

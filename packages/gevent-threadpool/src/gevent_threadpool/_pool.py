@@ -12,12 +12,13 @@ from greenlet import getcurrent
 from twisted.python import context, log
 
 from gevent_deferred import HubThread
+from gevent_deferred._checks import check_reactor
+from gevent_deferred._context_tracker import install_greenlet_context_tracker
+from gevent_deferred._threads import allocate_lock, hub_if_exists
 
-from ._context import install_greenlet_context_tracker
+from ._cross_thread_event import CrossThreadEvent
 from ._engine import Engine, PoolKilledError, Worker
 from ._placement import choose_placement
-from ._signal import CrossThreadSignal
-from ._threads import allocate_lock, hub_if_exists
 
 __all__ = ["GeventThreadPool", "PoolKilledError"]
 
@@ -46,14 +47,14 @@ class GeventThreadPool:
     work items run at once and the rest wait in FIFO order. Where the greenlets run is decided at
     ``start()``: on the calling thread's hub when a GeventReactor runs in that thread ("in-loop"),
     otherwise in ``gevent_deferred.shared_hub_thread()``, one helper OS thread with its own hub
-    ("standalone"). Either way ``deferToThreadPool(reactor, pool, f, ...)`` delivers results in the
-    reactor thread, because its ``onResult`` calls ``reactor.callFromThread`` from the worker.
+    ("cross-thread"). Either way ``deferToThreadPool(reactor, pool, f, ...)`` delivers results in
+    the reactor thread, because its ``onResult`` calls ``reactor.callFromThread`` from the worker.
 
     @param minthreads: workers kept alive (idle) once started.
     @param maxthreads: the most greenlets running work at once.
     @param name: shown in worker names and logs.
     @param hub: force the placement: a gevent ``Hub`` (in-loop on the hub of the thread calling
-        ``start()``) or a ``gevent_deferred.HubThread`` (standalone in that thread).
+        ``start()``) or a ``gevent_deferred.HubThread`` (cross-thread, in that thread).
     @param reactor: only used to decide the placement when ``hub`` is None; defaults to the
         installed global reactor, if one is installed (never installs one). Never called.
     """
@@ -88,10 +89,8 @@ class GeventThreadPool:
                 "GeventThreadPool hub must be a gevent Hub, a gevent_deferred.HubThread or None, "
                 f"got {hub!r}"
             )
-        if reactor is not None and not callable(getattr(reactor, "callFromThread", None)):
-            raise TypeError(
-                f"GeventThreadPool reactor must be a Twisted reactor or None, got {reactor!r}"
-            )
+        if reactor is not None:
+            check_reactor("GeventThreadPool", reactor, "callFromThread", also=" or None")
         self.min = minthreads
         self.max = maxthreads
         self.name = name
@@ -319,7 +318,7 @@ class GeventThreadPool:
         Run ``func(*args, **kw)`` in a worker greenlet, then ``onResult(True, result)`` or
         ``onResult(False, Failure)`` in that same greenlet, both in the caller's Twisted context.
 
-        ``onResult`` runs in the pool's thread (the helper hub thread when standalone), so it
+        ``onResult`` runs in the pool's thread (the helper hub thread when cross-thread), so it
         should hand results over with ``reactor.callFromThread`` as ``deferToThreadPool`` does;
         an exception from it is logged. Never blocks (also from the hub). Callable from any
         thread. Ignored after ``stop()``, like Twisted's pool.
@@ -362,14 +361,14 @@ def _wait_finished(engine: Engine) -> None:
         if engine.add_finished_callback(lock.release):
             lock.acquire()
         return
-    signal = CrossThreadSignal(hub)
+    finished = CrossThreadEvent(hub)
     try:
-        if engine.add_finished_callback(signal.set):
+        if engine.add_finished_callback(finished.set):
             try:
-                signal.wait()
+                finished.wait()
             except BlockingSwitchOutError:
                 # A context that must not switch (a loop callback, GeventReactor's reactor
                 # context): let the workers end in the background.
                 return
     finally:
-        signal.close()
+        finished.close()

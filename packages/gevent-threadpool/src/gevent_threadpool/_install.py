@@ -13,9 +13,9 @@ from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python import log
 
+from ._cross_thread_event import CrossThreadEvent
 from ._engine import WorkerGreenlet
 from ._pool import GeventThreadPool
-from ._signal import CrossThreadSignal
 
 __all__ = ["BlockingCallFromPoolError", "use_gevent_threadpool"]
 
@@ -42,7 +42,7 @@ class _BlockingCallGuard:
     pool, so that Twisted's ``blockingCallFromThread`` called from a pool greenlet waits for its
     result cooperatively (blocking only that greenlet) instead of blocking the whole OS thread,
     which deadlocks when that thread is the reactor's (in-loop) and stalls every other pool
-    greenlet when it is the helper hub thread (standalone).
+    greenlet when it is the helper hub thread (cross-thread).
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -84,22 +84,22 @@ class _BlockingCallGuard:
                     "return a Deferred instead, or run this work on a real thread pool"
                 ) from None
             return self.original(f)
-        signal = CrossThreadSignal(gevent.get_hub())
+        delivered = CrossThreadEvent(gevent.get_hub())
 
         def deliver(result: object) -> None:
             # Twisted's version ends with queue.put too: once this returns, its queue.get()
             # returns at once.
             queue.put(result)
-            signal.set()
+            delivered.set()
 
         def run_in_reactor() -> None:
             maybeDeferred(func, *args, **kwargs).addBoth(deliver)
 
         try:
             self.original(run_in_reactor)
-            signal.wait()  # blocks this greenlet only; set() may come from any thread
+            delivered.wait()  # blocks this greenlet only; set() may come from any thread
         finally:
-            signal.close()
+            delivered.close()
         return None
 
 

@@ -1,4 +1,5 @@
-"""Wake one greenlet from any thread: a ``LoopWaker`` and a ``Waiter``."""
+"""A one-shot event set from any thread and waited on by one greenlet: a ``LoopWaker`` and a
+``Waiter``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from gevent.hub import Hub, Waiter
 
 from gevent_deferred._waker import LoopWaker
 
-__all__ = ["CrossThreadSignal"]
+__all__ = ["CrossThreadEvent"]
 
 
-class CrossThreadSignal:
+class CrossThreadEvent:
     """Created and waited on in one thread (with a hub); ``set()`` from any thread."""
 
     def __init__(self, hub: Hub) -> None:

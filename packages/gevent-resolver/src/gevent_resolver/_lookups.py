@@ -4,7 +4,7 @@ Two places a lookup can run:
 
   - in-loop: a hub-driven reactor (``IHubReactor``) runs in this thread, so the lookup is a
     greenlet on that same hub; no thread is involved.
-  - standalone: any other reactor (epoll, select, asyncio); the lookup is a greenlet on the
+  - cross-thread: any other reactor (epoll, select, asyncio); the lookup is a greenlet on the
     process-wide helper hub thread (``gevent_deferred.shared_hub_thread()``), so any number of
     concurrent lookups costs one OS thread.
 
@@ -18,23 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import gevent
-from gevent import Greenlet, GreenletExit
+from gevent import Greenlet
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
-from gevent_deferred import IHubReactor, shared_hub_thread
-
-
-def runs_in_loop(reactor: Any) -> bool:
-    """Does ``reactor`` run on the hub of the calling thread?"""
-    # providedBy first: for a stock reactor this never creates a hub in the reactor's thread.
-    return IHubReactor.providedBy(reactor) and reactor.hub is gevent.get_hub()
+from gevent_deferred import shared_hub_thread
+from gevent_deferred._in_loop import runs_on_this_hub
+from gevent_deferred._outcomes import call_outcome, fire
 
 
 def run_lookup(reactor: Any, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """Run ``fn(*args)`` in a greenlet; the Deferred fires in the reactor's thread. Never blocks."""
-    if runs_in_loop(reactor):
+    if runs_on_this_hub(reactor):
         return _run_in_loop(reactor, fn, args)
     return shared_hub_thread().call(reactor, fn, *args)
 
@@ -50,21 +44,5 @@ def _run_in_loop(reactor: Any, fn: Callable[..., Any], args: tuple[Any, ...]) ->
 def _call_and_deliver(
     reactor: Any, deferred: Deferred[Any], fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> None:
-    try:
-        result: Any = fn(*args)
-    except GreenletExit:
-        # Killed by cancel(): the Deferred has already failed with CancelledError.
-        raise
-    except BaseException as e:  # every outcome must reach the Deferred, or its caller waits forever
-        result = Failure(e)
-    reactor.callFromThread(_fire, deferred, result)
-
-
-def _fire(deferred: Deferred[Any], result: Any) -> None:
-    if deferred.called:
-        # Cancelled (or timed out) while the answer was on its way.
-        return
-    if isinstance(result, Failure):
-        deferred.errback(result)
-    else:
-        deferred.callback(result)
+    # Killed by cancel(), the outcome is a failure the Deferred (already cancelled) ignores.
+    reactor.callFromThread(fire, deferred, call_outcome(fn, *args))
