@@ -53,3 +53,14 @@ def test_green_names_with_the_background_reactor():
         "looked up 20 names; host7.example is 10.0.0.7",
         "nowhere.invalid: DNSNameError",
     ]
+
+
+def test_green_web_with_treq_and_twisted_names():
+    lines = run_example("green_web.py").stdout.splitlines()
+    where = "(from prices.gevent-resolver.test at 127.0.0.1)"
+    assert lines == [
+        f"tea costs 3 {where}",
+        f"coffee costs 4 {where}",
+        f"cake costs 5 {where}",
+        f"tea costs 3 {where}",
+    ]
