@@ -7,7 +7,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from gevent.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
@@ -273,7 +273,7 @@ class GreenConnection:
             return False
         reason = self.reason
         if reason is not None and not reason.check(ConnectionDone):
-            raise reason.value
+            raise _exception_of(reason)
         return True
 
     # -- reading --------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ class GreenConnection:
         if self._ended:
             reason = self.reason
             if reason is not None and not reason.check(ConnectionDone):
-                raise reason.value
+                raise _exception_of(reason)
             raise BrokenPipeError(
                 errno.EPIPE, f"GreenConnection.{api}(): the connection was closed by the peer"
             )
@@ -668,3 +668,9 @@ def _check_size(api: str, name: str, value: Any, *, allow_negative: bool) -> Non
         )
     if value < 0 and not allow_negative:
         raise ValueError(f"GreenConnection.{api}({name}=...) expects a size >= 0, got {value}")
+
+
+def _exception_of(reason: Failure) -> BaseException:
+    # A Failure always holds its exception; mypy infers "BaseException | None" for value from
+    # the first assignment in Twisted's unannotated Failure.__init__.
+    return cast(BaseException, reason.value)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from ._green_connection import GreenConnection
 
 
 class GreenConnectionIO(io.RawIOBase):
     """A raw stream over a connection; closing it leaves the connection open (as sockets do)."""
 
-    def __init__(self, conn: Any, mode: str) -> None:
+    def __init__(self, conn: GreenConnection, mode: str) -> None:
         super().__init__()
         self._conn = conn
         self._reading = "r" in mode
@@ -21,13 +26,13 @@ class GreenConnectionIO(io.RawIOBase):
     def writable(self) -> bool:
         return self._writing
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: WriteableBuffer) -> int:
         self._checkClosed()
         if not self._reading:
             raise io.UnsupportedOperation("makefile(): this file was opened without 'r'")
         return self._conn.recv_into(b)
 
-    def write(self, b: Any) -> int:
+    def write(self, b: ReadableBuffer) -> int:
         self._checkClosed()
         if not self._writing:
             raise io.UnsupportedOperation("makefile(): this file was opened without 'w'")
@@ -37,13 +42,13 @@ class GreenConnectionIO(io.RawIOBase):
 
 
 def make_file(
-    conn: Any,
+    conn: GreenConnection,
     mode: str,
     buffering: int | None,
     encoding: str | None,
     errors: str | None,
     newline: str | None,
-) -> Any:
+) -> io.IOBase:
     if not isinstance(mode, str) or not set(mode) <= {"r", "w", "b"} or not mode:
         raise ValueError(
             f"makefile(mode=...) expects a mode made of 'r', 'w' and 'b', got {mode!r}"
@@ -60,13 +65,20 @@ def make_file(
         return raw
     buffer: io.BufferedIOBase
     if reading and writing:
-        buffer = io.BufferedRWPair(raw, raw, buffering)  # type: ignore[arg-type]
+        buffer = io.BufferedRWPair(raw, raw, buffering)
     elif reading:
-        buffer = io.BufferedReader(raw, buffering)  # type: ignore[arg-type]
+        buffer = io.BufferedReader(raw, buffering)
     else:
-        buffer = io.BufferedWriter(raw, buffering)  # type: ignore[arg-type]
+        buffer = io.BufferedWriter(raw, buffering)
     if binary:
         return buffer
-    text = io.TextIOWrapper(buffer, io.text_encoding(encoding), errors, newline)  # type: ignore[arg-type]
+    # typeshed has io.text_encoding from Python 3.11 (when io's __all__ got it); io has it since
+    # 3.10.
+    encoding = io.text_encoding(encoding)  # type: ignore[attr-defined]
+    # typeshed's TextIOWrapper wants a buffer with a name, which BufferedRWPair has not; the
+    # standard library's socket.makefile wraps one the same way.
+    text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
+    # typeshed has IO.mode read-only; a TextIOWrapper's is a plain attribute (socket.makefile
+    # sets it too).
     text.mode = mode  # type: ignore[misc]
     return text

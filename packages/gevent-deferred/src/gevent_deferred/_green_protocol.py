@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IProducer,
+    IPushProducer,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.tcp import Connection
 from twisted.python.failure import Failure
@@ -47,6 +54,28 @@ def reactor_of(transport: Any) -> Any:
     return None
 
 
+class GreenTransport(TypingProtocol):
+    """
+    What a green connection calls on its transport.
+
+    ``ITransport`` names only part of it; the transports green connections run over provide
+    all of it: TCP and UNIX connections (``ITCPTransport``, ``IConsumer``, ``IPushProducer``)
+    and TLS over them. ``loseWriteConnection`` is only called once ``GreenConnection.shutdown``
+    has refused TLS and transports without it.
+    """
+
+    def write(self, data: bytes) -> None: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+    def loseWriteConnection(self) -> None: ...
+    def getPeer(self) -> IAddress: ...
+    def getHost(self) -> IAddress: ...
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+
+
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class GreenProtocol(Protocol):
     """
@@ -56,6 +85,9 @@ class GreenProtocol(Protocol):
     ``sendall``), and pauses the transport when the greenlet leaves too much input unread.
     """
 
+    # ``transport`` as this protocol uses it; set with it in makeConnection.
+    _transport: GreenTransport
+
     def __init__(
         self, post: Callable[[int, Any], None], reactor: Any = None, local: bool = False
     ) -> None:
@@ -63,6 +95,7 @@ class GreenProtocol(Protocol):
         self.reactor = reactor
         self.local = local  # the greenlet's side runs in this thread (GeventReactor)
         self.direct = False  # writes may try the socket first (see write)
+        self._tcp: Connection | None = None  # the transport, when direct
         self.delivered = 0  # bytes handed over
         self.consumed = 0  # bytes the greenlet said it has read
         self.reading_paused = False
@@ -75,15 +108,22 @@ class GreenProtocol(Protocol):
 
     # -- Twisted's side ----------------------------------------------------------------------
 
+    def makeConnection(self, transport: ITransport) -> None:
+        # Twisted declares an ITransport; see GreenTransport for why this one is more.
+        self._transport = cast(GreenTransport, transport)
+        super().makeConnection(transport)
+
     def connectionMade(self) -> None:
+        transport = self._transport
         if self.abandoned:
-            self.transport.abortConnection()
+            transport.abortConnection()
             return
-        transport = self.transport
         if self.reactor is None:
             self.reactor = reactor_of(transport)
         transport.registerProducer(self, True)
-        self.direct = self.local and isinstance(transport, Connection)
+        if self.local and isinstance(self.transport, Connection):
+            self._tcp = self.transport
+            self.direct = True
         if self.reactor is not None:
             _track(self.reactor, self)
         self.post(MADE, (transport.getPeer(), transport.getHost()))
@@ -94,7 +134,7 @@ class GreenProtocol(Protocol):
         if not self.reading_paused and self.delivered - self.consumed > READ_LIMIT:
             self.reading_paused = True
             self.read_pauses += 1
-            self.transport.pauseProducing()
+            self._transport.pauseProducing()
             self.post(READ_PAUSED, None)
 
     def readConnectionLost(self) -> None:
@@ -123,22 +163,23 @@ class GreenProtocol(Protocol):
     # -- calls from the greenlet's side (in the reactor's thread) ----------------------------
 
     def write(self, data: bytes, want_ack: bool = False) -> None:
-        transport = self.transport
-        if self.ended or transport is None:
+        if self.ended or self.transport is None:
             return
+        transport = self._transport
+        tcp = self._tcp
         if (
-            self.direct
-            and not transport.dataBuffer
-            and not transport._tempDataLen
-            and transport.connected
-            and not transport.disconnecting
-            and not transport._writeDisconnected
+            tcp is not None
+            and not tcp.dataBuffer
+            and not tcp._tempDataLen
+            and tcp.connected
+            and not tcp.disconnecting
+            and not tcp._writeDisconnected
         ):
             # A greenlet of the reactor's own thread, nothing queued: send now, as a gevent
             # socket would, and queue only what the kernel did not take. Going through the
             # transport's buffer would cost a pass of the reactor's write flush per sendall.
             try:
-                sent = transport.socket.send(data)
+                sent = tcp.socket.send(data)
             except OSError:
                 sent = 0  # the transport's own write finds and reports the error
             if sent < len(data):
@@ -153,11 +194,17 @@ class GreenProtocol(Protocol):
     def read_now(self, size: int) -> bytes | None:
         # In-loop only (direct): what the socket has now, without a pass of the loop; None if
         # nothing is there, or at its end or on an error, which the reactor's own read reports.
-        transport = self.transport
-        if self.ended or self.reading_paused or not transport.connected or transport.disconnecting:
+        tcp = self._tcp
+        if (
+            tcp is None
+            or self.ended
+            or self.reading_paused
+            or not tcp.connected
+            or tcp.disconnecting
+        ):
             return None
         try:
-            data = transport.socket.recv(size)
+            data = tcp.socket.recv(size)
         except OSError:
             return None
         if not data:
@@ -182,28 +229,29 @@ class GreenProtocol(Protocol):
             self.post(READ_PAUSED, None)  # input came meanwhile: ask again later
             return
         self.reading_paused = False
-        self.transport.resumeProducing()
+        self._transport.resumeProducing()
 
     def half_close(self) -> None:
         if not self.ended:
             # A producer still registered (and paused) makes the transport's last write resume
             # it instead of half-closing: nothing more will be written anyway.
-            self.transport.unregisterProducer()
-            self.transport.loseWriteConnection()
+            self._transport.unregisterProducer()
+            self._transport.loseWriteConnection()
 
     def close(self) -> None:
         if not self.ended:
-            self.transport.unregisterProducer()
+            transport = self._transport
+            transport.unregisterProducer()
             if self.reading_paused:
                 # A paused transport would never see the peer's close and never end.
                 self.reading_paused = False
-                self.transport.resumeProducing()
-            self.transport.loseConnection()
+                transport.resumeProducing()
+            transport.loseConnection()
 
     def abort(self) -> None:
         self.abandoned = True
         if self.transport is not None and not self.ended:
-            self.transport.abortConnection()
+            self._transport.abortConnection()
 
     def reactor_stopping(self) -> None:
         self.post(
