@@ -518,8 +518,10 @@ def test_a_fast_stream_arrives_whole_and_in_order(env):
     conn.close()
 
 
-def test_a_greenlet_reading_a_fast_stream_lets_others_run(env):
-    # The sender is a real OS thread with a plain socket: it never lets the socket run dry.
+@pytest.mark.parametrize("size", [65536, 100])
+def test_a_greenlet_reading_a_fast_stream_lets_others_run(env, size):
+    # The sender is a real OS thread with a plain socket: it never lets the socket run dry
+    # (with small reads it is never empty, so a recv that always found data would never yield).
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -540,7 +542,7 @@ def test_a_greenlet_reading_a_fast_stream_lets_others_run(env):
     reading = [0]
 
     def reader():
-        while data := stream.recv(65536):
+        while data := stream.recv(size):
             reading[0] += len(data)
 
     r = gevent.spawn(reader)

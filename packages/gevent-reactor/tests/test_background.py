@@ -127,3 +127,110 @@ def test_background_after_a_plain_install_runs_that_reactor(run_python) -> None:
     done = run_python(["-c", script], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "ran"
+
+
+STOP_SCRIPT = textwrap.dedent(
+    """
+    import gevent
+    import gevent_reactor
+    from gevent_deferred import connect
+    from twisted.internet.defer import Deferred
+    from twisted.internet.protocol import Factory, Protocol
+
+    reactor = gevent_reactor.install(background=True)
+    events = []
+    reactor.callWhenRunning(events.append, "started")
+    reactor.addSystemEventTrigger("before", "shutdown", events.append, "shutdown")
+
+    class Server(Protocol):
+        def connectionLost(self, reason):
+            events.append("connection lost")
+
+    {before_stop}
+    ended = gevent_reactor.stop_background(reactor, timeout=5)
+    print("ended:", ended, "running:", reactor.running, events, flush=True)
+    print("again:", gevent_reactor.stop_background(reactor), flush=True)
+    """
+)
+
+
+def test_stop_background_waits_for_the_shutdown(run_python) -> None:
+    before_stop = (
+        'port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")\n'
+        'conn = connect(f"tcp:127.0.0.1:{port.getHost().port}", timeout=5)\n'
+        "gevent.sleep(0.1)"
+    )
+    done = run_python(["-c", STOP_SCRIPT.format(before_stop=before_stop)], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ended: True running: False ['started', 'shutdown', 'connection lost']" in done.stdout, (
+        done.stdout
+    )
+    assert "again: True" in done.stdout
+
+
+def test_stop_background_before_the_run_began_fires_startup_and_shutdown(run_python) -> None:
+    # Installed and stopped in the same hub turn: the run had not begun.
+    done = run_python(["-c", STOP_SCRIPT.format(before_stop="pass")], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ended: True running: False ['started', 'shutdown']" in done.stdout, done.stdout
+
+
+def test_stop_background_gives_up_after_its_timeout(run_python) -> None:
+    script = textwrap.dedent(
+        """
+        import time
+        import gevent
+        import gevent_reactor
+        from twisted.internet.defer import Deferred
+
+        reactor = gevent_reactor.install(background=True)
+        gevent.sleep(0.05)
+        reactor.addSystemEventTrigger("before", "shutdown", Deferred)  # never fires
+        started = time.monotonic()
+        ended = gevent_reactor.stop_background(reactor, timeout=0.5)
+        print("ended:", ended, "within 5 s:", time.monotonic() - started < 5, flush=True)
+        """
+    )
+    done = run_python(["-c", script], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ended: False within 5 s: True" in done.stdout, done.stdout
+
+
+def test_stop_background_bad_arguments_and_wrong_context(run_python) -> None:
+    script = textwrap.dedent(
+        """
+        import gevent
+        import gevent_reactor
+        from gevent_deferred import waitForDeferred
+        from twisted.internet import task
+
+        for args in [(object(),), (gevent_reactor.GeventReactor(),)]:
+            try:
+                gevent_reactor.stop_background(*args)
+            except ValueError as exc:
+                print("refused:", exc, flush=True)
+        reactor = gevent_reactor.install(background=True)
+        try:
+            gevent_reactor.stop_background(reactor, timeout=-1)
+        except TypeError as exc:
+            print("refused:", exc, flush=True)
+
+        def in_reactor_context():
+            try:
+                gevent_reactor.stop_background(reactor, timeout=1)
+            except Exception as exc:
+                return type(exc).__name__
+            return "no error"
+
+        print("in context:", waitForDeferred(task.deferLater(reactor, 0, in_reactor_context), timeout=5))
+        print("still running:", reactor.running, flush=True)
+        """
+    )
+    done = run_python(["-c", script], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    refused = [line for line in done.stdout.splitlines() if line.startswith("refused:")]
+    assert len(refused) == 3, done.stdout
+    assert all("stop_background(reactor) expects a reactor started by" in r for r in refused[:2])
+    assert "stop_background(timeout=...) expects None or a number of seconds" in refused[2]
+    assert "in context: ReactorContextBlockingError" in done.stdout, done.stdout
+    assert "still running: True" in done.stdout

@@ -439,10 +439,15 @@ def test_gevent_worker_sigterm_and_max_requests(gunicorn):
     client = threading.Thread(target=slow)
     client.start()
     time.sleep(0.5)
+    last = pids[-1]
     server.proc.send_signal(signal.SIGTERM)
     client.join(20)
     assert result.get("error") is None and "path=/sleep" in result["body"], result
     assert server.proc.wait(20) == 0
+    # Both the recycled worker and the one stopped by SIGTERM shut their reactor down.
+    log = server.log()
+    assert f"reactor shutdown in worker {first}" in log, log
+    assert f"reactor shutdown in worker {last}" in log, log
 
 
 # -- in-process -------------------------------------------------------------------------------

@@ -35,8 +35,6 @@ from ._green_protocol import (
 
 __all__ = ["GreenConnection"]
 
-# Twisted's transports read at most this much at a time (abstract.FileDescriptor.bufferSize).
-_FULL_READ = 65536
 # Direct reads in a row before one wait for the reactor (see recv).
 _DIRECT_RUN = 16
 
@@ -80,8 +78,7 @@ class GreenConnection:
         self._buffered = 0
         self._consumed_total = 0
         self._reported = 0  # the consumed total last told to the reactor's half
-        self._read_direct = False  # recv may read the socket itself (see recv)
-        self._direct_reads = 0
+        self._direct_reads = 0  # recv's reads of the socket itself since it last waited
         self._peer_paused = False  # the reactor side paused the transport for us
         self._sent = 0
         self._acked = 0
@@ -144,10 +141,6 @@ class GreenConnection:
             self._chunks.append(value)
             self._buffered += len(value)
             waiter = self._read_waiter
-            if waiter is None or len(value) >= _FULL_READ:
-                # The reader is behind, or the transport's read filled its buffer: the socket
-                # probably holds more, so the next empty recv may read it itself.
-                self._read_direct = self._proto.direct  # type: ignore[union-attr]
             if waiter is not None:
                 self._read_waiter = None
                 if getcurrent() is self._hub:
@@ -337,21 +330,25 @@ class GreenConnection:
             if not self._buffered:
                 if bufsize == 0:
                     return b""
-                if self._read_direct and not (self._eof or self._closed or self._stopped):
-                    # Input has been arriving faster than it is read: the socket most likely
-                    # holds more, so read it now, as a gevent socket would (in-loop, TCP/UNIX).
-                    data = self._proto.read_now(bufsize)  # type: ignore[union-attr]
+                proto = self._proto
+                if (
+                    self._direct_reads < _DIRECT_RUN
+                    and proto is not None
+                    and proto.direct
+                    and not (self._eof or self._closed or self._stopped)
+                ):
+                    # In-loop on TCP/UNIX: try the socket first, as a gevent socket does; a
+                    # reply is often there already, and waiting for the reactor to deliver it
+                    # costs a pass of the loop and two switches.
+                    data = proto.read_now(bufsize)
                     if data is not None:
                         total = self._consumed_total = self._consumed_total + len(data)
-                        self._proto.consumed = total  # type: ignore[union-attr]
+                        proto.consumed = total
                         self._direct_reads += 1
-                        if self._direct_reads >= _DIRECT_RUN:
-                            # Then wait for the reactor once: the loop and the other greenlets
-                            # get their turn even while the peer never stops sending.
-                            self._read_direct = False
-                            self._direct_reads = 0
                         return data
-                    self._read_direct = False
+                # After a run of direct reads, wait for the reactor once: the loop and the
+                # other greenlets get their turn even while the peer never stops sending.
+                self._direct_reads = 0
                 deadline = None if self._timeout is None else self._deadline()
                 while not self._buffered:
                     if (self._eof or self._closed or self._stopped is not None) and self._at_end(

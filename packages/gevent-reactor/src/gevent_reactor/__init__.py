@@ -10,6 +10,7 @@ Install it before anything imports C{twisted.internet.reactor}::
 
 from importlib.metadata import version as _version
 
+from ._background import stop_background
 from ._install import WrongReactorInstalledError, ensure_installed, install
 from ._reactor import GeventReactor
 from ._reactor_context import ReactorContextBlockingError
@@ -22,4 +23,5 @@ __all__ = [
     "WrongReactorInstalledError",
     "ensure_installed",
     "install",
+    "stop_background",
 ]

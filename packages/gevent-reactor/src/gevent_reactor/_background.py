@@ -18,9 +18,12 @@ import gevent
 from gevent.hub import Hub
 from greenlet import getcurrent
 
+from gevent_deferred._checks import check_timeout
 from gevent_deferred._in_loop import installed_reactor
 
-__all__ = ["install_background"]
+from ._reactor_context import _ReactorContext
+
+__all__ = ["install_background", "stop_background"]
 
 #: How long interpreter exit waits for the reactor's shutdown (triggers, closing connections).
 EXIT_TIMEOUT = 10.0
@@ -47,20 +50,35 @@ class BackgroundRun:
         self.reactor.run(installSignalHandlers=False)
 
     def stop_at_exit(self) -> None:
-        reactor = self.reactor
-        greenlet = self.greenlet
-        if greenlet is None or greenlet.dead:
-            return
         if threading.get_ident() != self.thread_ident:
             # Not the reactor's thread: ask it, and do not wait (nothing here runs its hub).
+            reactor = self.reactor
             reactor.callFromThread(lambda: reactor.stop() if reactor.running else None)
             return
+        self.stop(EXIT_TIMEOUT)
+
+    def stop(self, timeout: float) -> bool:
+        """
+        Stop the reactor and wait at most C{timeout} seconds for its shutdown; True if it ended.
+
+        A reactor whose run has not begun yet (installed during this hub turn) is started and
+        stopped, so that its startup and shutdown triggers fire as they would after a longer run.
+        """
+        greenlet = self.greenlet
+        reactor = self.reactor
+        if greenlet is None or greenlet.dead:
+            return True
         if reactor.running:
             reactor.stop()
         elif not reactor._started:
-            greenlet.kill(block=False)  # not yet running: nothing to shut down
-        if getcurrent() is not reactor.hub:
-            greenlet.join(EXIT_TIMEOUT)
+            reactor.callWhenRunning(reactor.stop)
+        if getcurrent() is reactor.hub:
+            return greenlet.dead  # nothing to wait with in the hub
+        greenlet.join(timeout)
+        if greenlet.dead:
+            return True
+        greenlet.kill(block=False)
+        return False
 
 
 _runs: weakref.WeakKeyDictionary[Any, BackgroundRun] = weakref.WeakKeyDictionary()
@@ -107,3 +125,37 @@ def install_background(hub: Hub | None = None) -> Any:
     run = _runs[reactor] = BackgroundRun(reactor)
     run.start()
     return reactor
+
+
+def stop_background(reactor: Any, timeout: float = EXIT_TIMEOUT) -> bool:
+    """
+    Stop C{reactor}, which C{install(background=True)} runs, and wait for its shutdown (triggers
+    fired, connections closed); return True once its run has ended, False if it was still
+    running after C{timeout} seconds (its greenlet is then killed).
+
+    A reactor installed this very hub turn, whose run has not begun, is started and stopped, so
+    its startup and shutdown triggers fire.  A reactor that no longer runs returns True at once.
+
+    Blocks the current greenlet.  Must not be called from the hub, from the reactor's own context
+    (a timed call or C{callFromThread} function: L{gevent_reactor.ReactorContextBlockingError}), or from a handler
+    of one of the reactor's connections (the shutdown ends those handlers).
+    """
+    check_timeout("stop_background", timeout)
+    try:
+        run = _runs.get(reactor)
+    except TypeError:  # not weak-referenceable, so certainly not one of ours
+        run = None
+    if run is None:
+        raise ValueError(
+            "stop_background(reactor) expects a reactor started by install(background=True), "
+            f"got {type(reactor).__name__}: {reactor!r:.80}"
+        )
+    current = getcurrent()
+    if current is reactor.hub:
+        raise RuntimeError(
+            "stop_background() must not be called from the hub: it waits for the reactor's "
+            "shutdown, which the hub runs"
+        )
+    if isinstance(current, _ReactorContext):
+        current.switch_out()  # raises the reactor context's own error, before anything stops
+    return run.stop(timeout)

@@ -100,8 +100,8 @@ def install(hub: Hub | None = None, background: bool = False) -> GeventReactor:
     library that only needs I{a} GeventReactor calls L{ensure_installed} instead.
 
     With C{background=True} the reactor also runs itself, in a greenlet of that hub, without
-    Twisted's signal handlers, until C{reactor.stop()} or interpreter exit: a gevent program
-    never calls C{reactor.run()}.  Calling it again returns the same reactor (see
+    Twisted's signal handlers, until C{reactor.stop()}, L{gevent_reactor.stop_background} (which waits for the
+    shutdown) or interpreter exit: a gevent program never calls C{reactor.run()}.  Calling it again returns the same reactor (see
     L{gevent_reactor._background}).
 
     Never blocks.  Must be called from the thread whose hub (or C{hub}) will run the reactor.

@@ -34,6 +34,7 @@ from gevent_reactor import (
     WrongReactorInstalledError,
     ensure_installed,
     install,
+    stop_background,
 )
 from gevent_resolver import GeventResolver, install_gevent_resolver
 from gevent_threadpool import GeventThreadPool, use_gevent_threadpool
@@ -61,6 +62,7 @@ __all__ = [
     "install",
     "install_gevent_resolver",
     "listen",
+    "stop_background",
     "use_gevent_threadpool",
     "waitForDeferred",
     "waitForGreenlet",

@@ -8,6 +8,8 @@ import gevent
 from gunicorn.workers.base import Worker
 from gunicorn.workers.ggevent import GeventWorker
 
+from gevent_reactor import install, stop_background
+
 from ._gunicorn_common import (
     Heartbeat,
     exit_hard,
@@ -16,44 +18,7 @@ from ._gunicorn_common import (
     reactor_after_fork,
 )
 
-__all__ = ["GeventReactorWorker", "start_background_reactor"]
-
-
-class _BackgroundReactor:
-    """A reactor running itself in a greenlet of this thread's hub."""
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self._greenlet = gevent.spawn(reactor.run, installSignalHandlers=False)
-
-    def stop(self, timeout: float) -> None:
-        """
-        Stop the reactor (its shutdown triggers run) and wait at most C{timeout} seconds for it.
-
-        Blocks the current greenlet. Must not be called from the hub or from the reactor's context.
-        """
-        if self._greenlet.dead:
-            return
-        # Through the call queue: works whether or not run() has started yet.
-        self.reactor.callFromThread(self._stop_if_running)
-        self._greenlet.join(timeout)
-        if not self._greenlet.dead:
-            self._greenlet.kill(block=False)
-
-    def _stop_if_running(self) -> None:
-        if self.reactor.running:
-            self.reactor.stop()
-
-
-def start_background_reactor(reactor: Any) -> _BackgroundReactor:
-    """
-    Run C{reactor} in a new greenlet of this thread's hub (gunicorn's signal handlers stay in
-    place) and return the handle whose C{stop(timeout)} stops it.
-
-    Never blocks (the reactor starts at the next switch to the hub). Must be called from the
-    thread whose hub runs the reactor.
-    """
-    return _BackgroundReactor(reactor)
+__all__ = ["GeventReactorWorker"]
 
 
 class GeventReactorWorker(GeventWorker):
@@ -67,7 +32,6 @@ class GeventReactorWorker(GeventWorker):
 
     reactor: Any = None
 
-    _background: _BackgroundReactor | None = None
     _heartbeat: Heartbeat | None = None
 
     def init_process(self) -> None:
@@ -79,15 +43,15 @@ class GeventReactorWorker(GeventWorker):
         finally:
             if self._heartbeat is not None:
                 self._heartbeat.stop()
-            if self._background is not None:
-                self._background.stop(timeout=max(1.0, float(self.cfg.graceful_timeout)))
+            if self.reactor is not None:
+                stop_background(self.reactor, timeout=max(1.0, float(self.cfg.graceful_timeout)))
 
     def load_wsgi(self) -> None:
         # After gunicorn's signal handlers are in place, before the application is imported: the
         # reactor it imports is GeventReactor, running already.
         self.reactor = reactor_after_fork(type(self).__name__)
         log_twisted_to_gunicorn()
-        self._background = start_background_reactor(self.reactor)
+        install(background=True)  # runs the reactor just installed, in a greenlet of this hub
         self._heartbeat = Heartbeat(self.reactor, self._beat, self._orphaned, self.ppid)
         self.reactor.callWhenRunning(self._heartbeat.start, heartbeat_interval(self.timeout))
         super().load_wsgi()

@@ -2,6 +2,7 @@
 reactor that runs beside gunicorn's gevent worker."""
 
 import os
+import sys
 from urllib.parse import parse_qs
 
 import gevent
@@ -10,6 +11,13 @@ from twisted.internet import reactor
 from twisted.web.client import Agent, readBody
 
 from gevent_deferred import waitForDeferred
+
+# Shows that a worker's reactor is shut down (its triggers run) when the worker stops.
+reactor.addSystemEventTrigger(
+    "before",
+    "shutdown",
+    lambda: print(f"reactor shutdown in worker {os.getpid()}", file=sys.stderr, flush=True),
+)
 
 
 def wsgi(environ, start_response):
