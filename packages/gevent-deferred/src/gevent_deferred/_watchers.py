@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["close_watcher"]
+__all__ = ["LaterCloser", "close_watcher"]
 
 
 def close_watcher(watcher: Any, *, later_on: Any = None) -> None:
@@ -24,3 +24,30 @@ def close_watcher(watcher: Any, *, later_on: Any = None) -> None:
         watcher.close()
     else:
         later_on.run_callback(watcher.close)
+
+
+class LaterCloser:
+    """
+    Closes watchers of one loop from a later callback of that loop, many in one callback.
+
+    For a caller that drops watchers often and usually from inside callbacks (a reactor removing
+    a reader from its own C{doRead}): one loop callback per batch, not one per watcher.
+    """
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._closing: list[Any] = []
+
+    def close_soon(self, watcher: Any) -> None:
+        """Stop ``watcher`` now; close it from a later loop callback. Never blocks. Call it
+        from the loop's own thread."""
+        watcher.stop()
+        closing = self._closing
+        closing.append(watcher)
+        if len(closing) == 1:
+            self._loop.run_callback(self._close_all)
+
+    def _close_all(self) -> None:
+        closing, self._closing = self._closing, []
+        for watcher in closing:
+            watcher.close()

@@ -7,7 +7,7 @@ L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest
 Twisted's asyncio reactor does).  Readers and writers have loop watchers, and their events are
 handled in runner greenlets that may block (see L{gevent_reactor._fdset} and
 L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's own context
-(see L{gevent_reactor._context}), where blocking fails at once.
+(see L{gevent_reactor._reactor_context}), where blocking fails at once.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from zope.interface import implementer
 from gevent_deferred import IHubReactor
 from gevent_deferred._context_tracker import install_greenlet_context_tracker
 from gevent_deferred._waker import LoopWaker
+from gevent_deferred._watchers import LaterCloser
 from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
-from ._context import _ReactorContext
 from ._fdset import LoopFDSet
+from ._reactor_context import _ReactorContext
 from ._threadpool import reactor_thread_pool
 from ._timed_calls import TimedCallHeap
 
@@ -58,7 +59,9 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         self.hub = hub
         self._loop = hub.loop
         self._init_fdset()
-        self._closing: list[Any] = []
+        # Stopped now, closed once the loop is out of its callbacks: libuv can crash or lose
+        # events when a watcher is closed from inside its own callback (removeReader from doRead).
+        self._close_soon = LaterCloser(self._loop).close_soon
         self._context = _ReactorContext(hub)
         self._continuousPolling = _ContinuousPolling(self)
         self._watching = False
@@ -269,19 +272,6 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         self._armed_at = math.inf
 
     # -- loop watchers ------------------------------------------------------------------
-
-    def _close_soon(self, watcher: Any) -> None:
-        # Stopped now, closed once the loop is out of its callbacks: libuv can crash or lose
-        # events when a watcher is closed from inside its own callback (removeReader from doRead).
-        watcher.stop()
-        self._closing.append(watcher)
-        if len(self._closing) == 1:
-            self._loop.run_callback(self._close_watchers)
-
-    def _close_watchers(self) -> None:
-        closing, self._closing = self._closing, []
-        for watcher in closing:
-            watcher.close()
 
     def _initThreadPool(self) -> None:
         # As ReactorBase's, with real OS threads even under gevent.monkey.patch_all().
