@@ -11,11 +11,12 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 
-from ._context import CROSS_THREAD, check_reactor, check_timeout, installed_reactor, situation
+from ._checks import check_reactor, check_timeout
 from ._errors import ReactorStoppedError
 from ._green_connection import GreenConnection
 from ._green_factory import GreenFactory
 from ._green_protocol import GreenProtocol
+from ._in_loop import CROSS_THREAD, installed_reactor, where_to_wait
 from ._mailbox import mailbox_for
 from ._wait import waitForDeferred
 
@@ -94,7 +95,7 @@ def connect(endpoint: Any, *, reactor: Any = None, timeout: float | None = None)
     check_timeout(api, timeout)
     reactor = _reactor(api, reactor)
     endpoint = _endpoint(api, reactor, endpoint, server=False)
-    mode, where = situation(api, reactor)
+    mode, where = where_to_wait(api, reactor)
     hub = gevent.get_hub()
     if mode == CROSS_THREAD:
         conn = GreenConnection(hub, reactor, mailbox=mailbox_for(hub), link=where)

@@ -17,8 +17,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
-from ._context import check_timeout, hub_error, reactor_context_error
-from ._errors import WaitTimeoutError
+from ._checks import check_timeout
+from ._errors import WaitTimeoutError, hub_error, reactor_context_error
 from ._green_file import make_file
 from ._green_protocol import (
     ACK,

@@ -10,11 +10,12 @@ from greenlet import GreenletExit
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ._context import installed_reactor, link_for
 from ._errors import ReactorStoppedError
 from ._green_connection import GreenConnection
 from ._green_protocol import GreenProtocol
+from ._in_loop import installed_reactor
 from ._mailbox import mailbox_for
+from ._reactor_links import link_for
 from ._threads import hub_if_exists
 
 __all__ = ["GreenFactory"]
