@@ -294,7 +294,15 @@ def test_changed_pytest_twisted_internals_stop_pytest_naming_the_version(tmp_pat
     (tmp_path / "break_pytest_twisted.py").write_text(BROKEN_PYTEST_TWISTED)
     proc, output = run_child(
         tmp_path,
-        ["-p", "break_pytest_twisted", "-p", "geventreactor.pytest_plugin", "--reactor=gevent"],
+        [
+            "-p",
+            "break_pytest_twisted",
+            "-p",
+            "pytest_twisted",
+            "-p",
+            "geventreactor.pytest_plugin",
+            "--reactor=gevent",
+        ],
         env={**NO_AUTOLOAD, "PYTHONPATH": str(tmp_path)},
     )
     assert proc.returncode == 4, output
@@ -302,3 +310,34 @@ def test_changed_pytest_twisted_internals_stop_pytest_naming_the_version(tmp_pat
     assert f"pytest-twisted {version('pytest-twisted')}" in output, output
     assert "pytest_twisted._install_reactor is missing" in output, output
     assert "pytest-twisted>=1.14" in output, output
+
+
+# A change pytest-twisted itself survives (its own code uses the new name), ours would not.
+RENAMED_MARK = """
+import pytest_twisted
+pytest_twisted._mark_attribute_name = "_renamed_mark"
+"""
+
+PLAIN_SUITE = """
+def test_plain():
+    assert True
+"""
+
+
+def test_changed_pytest_twisted_internals_only_warn_without_reactor_gevent(tmp_path):
+    # The plugin is inert without --reactor=gevent: such runs go on, with a warning naming the
+    # version, rather than being stopped by a pytest-twisted they do not use through us.
+    from importlib.metadata import version
+
+    (tmp_path / "break_pytest_twisted.py").write_text(RENAMED_MARK)
+    proc, output = run_child(
+        tmp_path,
+        ["-p", "break_pytest_twisted", "-p", "pytest_twisted", "-p", "geventreactor.pytest_plugin"],
+        env={**NO_AUTOLOAD, "PYTHONPATH": str(tmp_path)},
+        suite=PLAIN_SUITE,
+    )
+    assert proc.returncode == 0, output
+    assert "1 passed" in output, output
+    assert f"pytest-twisted {version('pytest-twisted')}" in output, output
+    assert "PytestConfigWarning" in output, output
+    assert "pytest_twisted._mark_attribute_name is '_renamed_mark'" in output, output

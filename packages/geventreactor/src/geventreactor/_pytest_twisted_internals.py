@@ -1,9 +1,10 @@
 """
 The one place that uses pytest-twisted's internals (module-level names that are not its API).
 
-At import it checks that each of them exists with the kind the plugin needs; if one does not, the
-plugin stops pytest with a usage error naming the installed pytest-twisted and the versions known to
-work, instead of failing later with an C{AttributeError}.
+At import it checks that each of them exists with the kind the plugin needs.  If one does not, a run
+with C{--reactor=gevent} stops with a usage error naming the installed pytest-twisted and the
+versions known to work (instead of failing later with an C{AttributeError}); other runs only get a
+warning, since the plugin is inert without C{--reactor=gevent}.
 """
 
 from __future__ import annotations
@@ -104,30 +105,46 @@ def incompatibilities(module: Any) -> list[str]:
     return problems
 
 
+def incompatibility_message() -> str | None:
+    """
+    Why the installed pytest-twisted cannot run GeventReactor, naming its version and the versions
+    known to work; C{None} if it can (or if pytest-twisted is not installed).
+
+    Never blocks.
+    """
+    if pytest_twisted is None:
+        return None
+    problems = incompatibilities(pytest_twisted)
+    if not problems:
+        return None
+    return (
+        f"geventreactor's pytest plugin does not work with the installed pytest-twisted "
+        f"{_installed_version()}: " + "; ".join(problems) + ". Versions known to work: "
+        f"{_known_to_work()}; install one of those (pip install '{_known_to_work()}') or "
+        "disable the plugin with -p no:geventreactor.pytest_plugin."
+    )
+
+
+#: Checked once, at import: C{None}, or what makes the installed pytest-twisted unusable.
+INCOMPATIBLE = incompatibility_message()
+
+
 def check_compatible() -> None:
     """
     Stop pytest with a usage error if the installed pytest-twisted lacks what the plugin needs.
 
     Never blocks.  Raises C{pytest.UsageError} naming the installed version and those known to work.
     """
-    if pytest_twisted is None:
-        return
-    problems = incompatibilities(pytest_twisted)
-    if problems:
-        raise pytest.UsageError(
-            f"geventreactor's pytest plugin does not work with the installed pytest-twisted "
-            f"{_installed_version()}: " + "; ".join(problems) + ". Versions known to work: "
-            f"{_known_to_work()}; install one of those (pip install '{_known_to_work()}') or "
-            "disable the plugin with -p no:geventreactor.pytest_plugin."
-        )
-
-
-check_compatible()
+    if INCOMPATIBLE is not None:
+        raise pytest.UsageError(INCOMPATIBLE)
 
 
 def register_reactor(name: str, installer: Callable[[], None]) -> None:
-    """Offer C{name} as a choice of pytest-twisted's C{--reactor}.  Never blocks."""
-    pytest_twisted.reactor_installers.setdefault(name, installer)
+    """Offer C{name} as a choice of pytest-twisted's C{--reactor} (if it still has that table).
+    Never blocks."""
+    installers = getattr(pytest_twisted, "reactor_installers", None)
+    if isinstance(installers, MutableMapping):
+        installers.setdefault(name, installer)
 
 
 def install_reactor(

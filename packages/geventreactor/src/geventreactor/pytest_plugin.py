@@ -105,12 +105,18 @@ def _make_twisted_greenlet_fixture() -> Any:
 _restore_twisted_greenlet: list[Any] = []
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-twisted's, which would use what is missing
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{_MARKER}: run this test body in a fresh greenlet, where it may block with gevent "
         "(needs --reactor=gevent)",
     )
+    if _internals.INCOMPATIBLE is not None:
+        if config.getoption("reactor", None) == REACTOR_NAME:
+            _internals.check_compatible()  # raises the usage error
+        config.issue_config_time_warning(pytest.PytestConfigWarning(_internals.INCOMPATIBLE), 2)
+        return
     if pytest_twisted is not None and config.getoption("reactor", None) == REACTOR_NAME:
         # Before the session starts, when pytest reads each plugin's fixtures.
         _restore_twisted_greenlet.append(
