@@ -246,3 +246,98 @@ def test_a_timed_out_wait_is_detached_and_later_tests_pass(tmp_path):
     assert "1 failed, 2 passed" in output, output
     assert "test_times_out" in output and "Timeout" in output, output
     assert "illegal switch" not in output, output
+
+
+# pytest-twisted's own test_twisted_greenlet (testing/test_basic.py), and the same promise for an
+# async test body.
+TWISTED_GREENLET_SUITE = """
+import pytest, greenlet, pytest_twisted
+
+MAIN = None
+
+@pytest.fixture(scope="session", autouse=True)
+def set_MAIN(request, twisted_greenlet):
+    global MAIN
+    MAIN = twisted_greenlet
+
+def test_MAIN():
+    assert MAIN is not None
+    assert MAIN is greenlet.getcurrent()
+
+@pytest_twisted.ensureDeferred
+async def test_MAIN_async():
+    assert MAIN is greenlet.getcurrent()
+"""
+
+
+def test_twisted_greenlet_is_where_test_bodies_run(tmp_path):
+    proc, output = run_child(
+        tmp_path,
+        ["-p", "geventreactor.pytest_plugin", "--reactor=gevent"],
+        suite=TWISTED_GREENLET_SUITE,
+    )
+    assert proc.returncode == 0, output
+    assert passed(output) == 2, output
+
+
+# Loaded before geventreactor's plugin (by -p, in this order): a pytest-twisted whose internals
+# changed, as a future release might change them.
+BROKEN_PYTEST_TWISTED = """
+import pytest_twisted
+del pytest_twisted._install_reactor
+"""
+
+
+def test_changed_pytest_twisted_internals_stop_pytest_naming_the_version(tmp_path):
+    from importlib.metadata import version
+
+    (tmp_path / "break_pytest_twisted.py").write_text(BROKEN_PYTEST_TWISTED)
+    proc, output = run_child(
+        tmp_path,
+        [
+            "-p",
+            "break_pytest_twisted",
+            "-p",
+            "pytest_twisted",
+            "-p",
+            "geventreactor.pytest_plugin",
+            "--reactor=gevent",
+        ],
+        env={**NO_AUTOLOAD, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 4, output
+    assert "AttributeError" not in output, output
+    assert f"pytest-twisted {version('pytest-twisted')}" in output, output
+    assert "pytest_twisted._install_reactor is missing" in output, output
+    assert "pytest-twisted>=1.14" in output, output
+
+
+# A change pytest-twisted itself survives (its own code uses the new name), ours would not.
+RENAMED_MARK = """
+import pytest_twisted
+pytest_twisted._mark_attribute_name = "_renamed_mark"
+"""
+
+PLAIN_SUITE = """
+def test_plain():
+    assert True
+"""
+
+
+def test_changed_pytest_twisted_internals_only_warn_without_reactor_gevent(tmp_path):
+    # The plugin is inert without --reactor=gevent: such runs go on, with a warning naming the
+    # version, rather than being stopped by a pytest-twisted they do not use through us.
+    from importlib.metadata import version
+
+    (tmp_path / "break_pytest_twisted.py").write_text(RENAMED_MARK)
+    proc, output = run_child(
+        tmp_path,
+        ["-p", "break_pytest_twisted", "-p", "pytest_twisted", "-p", "geventreactor.pytest_plugin"],
+        env={**NO_AUTOLOAD, "PYTHONPATH": str(tmp_path)},
+        suite=PLAIN_SUITE,
+    )
+    assert proc.returncode == 0, output
+    assert "1 passed" in output, output
+    assert f"pytest-twisted {version('pytest-twisted')}" in output, output
+    assert "PytestConfigWarning" in output, output
+    assert "pytest_twisted._mark_attribute_name is '_renamed_mark'" in output, output

@@ -26,10 +26,10 @@ def blockon_via_hub(d: Deferred) -> Any:
     good: when ``d`` fires later, its outcome passes on down ``d``'s chain and no greenlet is
     switched to.
     """
-    import pytest_twisted
+    from ._pytest_twisted_internals import reactor_greenlet as pytest_twisted_reactor_greenlet
 
     current = getcurrent()
-    reactor_greenlet = pytest_twisted._instances.gr_twisted
+    reactor_greenlet = pytest_twisted_reactor_greenlet()
     assert current is not reactor_greenlet, "blockon cannot be called from the twisted greenlet"
     hub = gevent.get_hub()
     result: list[Any] = []

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from . import _pytest_twisted_internals as _internals
 from ._blockon import blockon_via_hub
 from ._greenlet_tests import _PYTEST_TWISTED_MARK, IN_GREENLET_ATTRIBUTE, in_greenlet
 
@@ -30,10 +31,8 @@ REACTOR_NAME = "gevent"
 _MARKER = "in_greenlet"
 _INI_ALL = "gevent_tests_in_greenlet"
 
-try:
-    import pytest_twisted
-except ImportError:  # the `pytest` extra is not installed: only the decorator is of use
-    pytest_twisted = None
+# None when the `pytest` extra is not installed: only the decorator is of use.
+pytest_twisted = _internals.pytest_twisted
 
 
 def init_gevent_reactor() -> None:
@@ -44,17 +43,15 @@ def init_gevent_reactor() -> None:
     """
     import gevent_reactor
 
-    # Before the reactor greenlet exists: every wait pytest-twisted makes goes through the hub.
-    pytest_twisted.blockon_default = blockon_via_hub
-    pytest_twisted._install_reactor(
-        reactor_installer=gevent_reactor.install,
-        reactor_type=gevent_reactor.GeventReactor,
+    # Every wait pytest-twisted makes goes through the hub.
+    _internals.install_reactor(
+        gevent_reactor.install, gevent_reactor.GeventReactor, blockon_via_hub
     )
 
 
 if pytest_twisted is not None:
     # Loaded before pytest-twisted: its --reactor option will offer "gevent" from the start.
-    pytest_twisted.reactor_installers.setdefault(REACTOR_NAME, init_gevent_reactor)
+    _internals.register_reactor(REACTOR_NAME, init_gevent_reactor)
 
 
 def _add_reactor_choice(parser: Any) -> None:
@@ -81,12 +78,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         _add_reactor_choice(parser)
 
 
+def _make_twisted_greenlet_fixture() -> Any:
+    # Made here, not at module level: pytest would register a module-level one as a second
+    # twisted_greenlet fixture of this plugin.
+    @pytest.fixture(name="twisted_greenlet", scope="session", autouse=True)
+    def twisted_greenlet() -> Any:
+        """
+        The greenlet pytest-twisted runs test bodies in: on GeventReactor, the reactor's own
+        context, where its timed calls run (not the greenlet that called C{reactor.run()}).
+
+        Blocks the current greenlet (pytest's main one) until the reactor has run one timed call.
+        """
+        from greenlet import getcurrent
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+
+        # pytest-twisted runs each test body from a reactor.callLater(0, ...): ask a timed call
+        # where it runs.
+        where: Deferred = Deferred()
+        reactor.callLater(0, lambda: where.callback(getcurrent()))
+        return blockon_via_hub(where)
+
+    return twisted_greenlet
+
+
+_restore_twisted_greenlet: list[Any] = []
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-twisted's, which would use what is missing
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{_MARKER}: run this test body in a fresh greenlet, where it may block with gevent "
         "(needs --reactor=gevent)",
     )
+    if _internals.INCOMPATIBLE is not None:
+        if config.getoption("reactor", None) == REACTOR_NAME:
+            _internals.check_compatible()  # raises the usage error
+        config.issue_config_time_warning(pytest.PytestConfigWarning(_internals.INCOMPATIBLE), 2)
+        return
+    if pytest_twisted is not None and config.getoption("reactor", None) == REACTOR_NAME:
+        # Before the session starts, when pytest reads each plugin's fixtures.
+        _restore_twisted_greenlet.append(
+            _internals.replace_twisted_greenlet_fixture(_make_twisted_greenlet_fixture())
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # pytest_twisted stays imported across in-process runs (pytester): give it back its fixture.
+    while _restore_twisted_greenlet:
+        _restore_twisted_greenlet.pop()()
 
 
 def _wants_greenlet(item: pytest.Function) -> bool:
