@@ -530,6 +530,18 @@ class LoopFDSet:
         watcher = self._writers.pop(writer)
         if watcher is not None:
             self._close_soon(watcher)
+            return
+        # Its write may still wait for the end of the pass (a reply sent inline by its read's
+        # runner leaves it there): dropped, so that no runner is switched to for nothing.
+        pending = self._write_soon
+        if pending:
+            if pending[-1][0] is writer:
+                pending.pop()
+            else:
+                for i, (waiting, _) in enumerate(pending):
+                    if waiting is writer:
+                        del pending[i]
+                        break
 
     def removeAll(self) -> list[Any]:
         """
