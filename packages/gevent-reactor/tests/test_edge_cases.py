@@ -62,8 +62,8 @@ def test_stop_ends_a_blocked_handler_first(reactor: GeventReactor) -> None:
     assert factory.log == ["made", ("data", b"x"), ("lost", "GreenletExit")]
     gevent.sleep(0.4)
     assert ("woke", b"x") not in factory.log
-    assert not reactor._held_readers
-    assert not reactor._blocked_runners
+    assert not reactor._io._held_readers
+    assert not reactor._io._blocked_runners
 
 
 def test_peer_leaves_while_blocked(reactor: GeventReactor, run_until, spawn) -> None:
@@ -105,7 +105,7 @@ def test_error_after_blocking_is_logged_and_drops_the_connection(
     assert reply == b"reply:fine"
     assert [f.type for f in logged_failures] == [ValueError]
     assert ("lost", "ValueError") in factory.log
-    assert not reactor._held_readers
+    assert not reactor._io._held_readers
 
 
 def test_big_write_from_a_greenlet_to_a_slow_reader(

@@ -135,7 +135,7 @@ class _LineEcho(LineReceiver):
 
 def _runners_of(reactor: GeventReactor) -> list[IORunner]:
     gc.collect()
-    return [o for o in gc.get_objects() if type(o) is IORunner and o._fdset is reactor]
+    return [o for o in gc.get_objects() if type(o) is IORunner and o._dispatcher is reactor._io]
 
 
 def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, spawn) -> None:
@@ -152,7 +152,7 @@ def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, sp
             assert sock.recv(100) == b"line %d\r\n" % i
         gevent.sleep(0.05)
         counts["idle"] = len(_runners_of(reactor))
-        counts["free"] = len(reactor._idle_runners)
+        counts["free"] = len(reactor._io._idle_runners)
         counts["connections"] = len(reactor.getReaders())
         # Contrast: 20 connections blocked at once do hold 20 runners, until they return.
         for sock in sockets[:20]:
@@ -162,7 +162,7 @@ def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, sp
         for sock in sockets[:20]:
             assert sock.recv(100) == b"sleep\r\n"
         gevent.sleep(0.05)
-        counts["after"] = len(reactor._idle_runners)
+        counts["after"] = len(reactor._io._idle_runners)
 
     try:
         run_until(reactor, spawn(scenario), timeout=20)
@@ -175,7 +175,7 @@ def test_idle_connections_hold_no_greenlet(reactor: GeventReactor, run_until, sp
     assert counts["blocked"] >= 20
     # The blocked runners went back to the free list when their jobs were done.
     assert counts["after"] >= 20
-    assert not reactor._held_readers
+    assert not reactor._io._held_readers
 
 
 def test_runners_kept_after_a_burst_of_blocked_handlers_are_bounded(
@@ -200,7 +200,7 @@ def test_runners_kept_after_a_burst_of_blocked_handlers_are_bounded(
         for sock in sockets:
             assert sock.recv(100) == b"sleep\r\n"
         gevent.sleep(0.05)
-        counts["free"] = len(reactor._idle_runners)
+        counts["free"] = len(reactor._io._idle_runners)
         counts["alive"] = len([r for r in _runners_of(reactor) if not r.dead])
 
     try:

@@ -5,7 +5,7 @@ I/O readiness, timers and thread wake-ups come from the loop of a gevent hub; th
 poller.  Timed calls are Twisted's L{DelayedCall}s in a heap of our own (see
 L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest of them (as
 Twisted's asyncio reactor does).  Readers and writers have loop watchers, and their events are
-handled in runner greenlets that may block (see L{gevent_reactor._fdset} and
+handled in runner greenlets that may block (see L{gevent_reactor._io_dispatcher} and
 L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's own context
 (see L{gevent_reactor._reactor_context}), where blocking fails at once.
 """
@@ -31,7 +31,7 @@ from gevent_deferred._watchers import LaterCloser
 from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
-from ._fdset import LoopFDSet
+from ._io_dispatcher import IODispatcher
 from ._reactor_context import _ReactorContext
 from ._threadpool import reactor_thread_pool
 from ._timed_calls import TimedCallHeap
@@ -43,7 +43,7 @@ _log = Logger(namespace="twisted.internet.base")
 
 
 @implementer(IReactorFDSet, IHubReactor)
-class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
+class GeventReactor(TimedCallHeap, PosixReactorBase):
     """
     A Twisted reactor that runs on the loop of a gevent hub (by default, this thread's hub).
 
@@ -58,13 +58,18 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             raise TypeError(f"hub: expected a gevent Hub or None, got {hub!r}")
         self.hub = hub
         self._loop = hub.loop
-        self._init_fdset()
         # Stopped now, closed once the loop is out of its callbacks: libuv can crash or lose
         # events when a watcher is closed from inside its own callback (removeReader from doRead).
         self._close_soon = LaterCloser(self._loop).close_soon
         self._context = _ReactorContext(hub)
         self._continuousPolling = _ContinuousPolling(self)
-        self._watching = False
+        self._io = IODispatcher(
+            hub,
+            self._continuousPolling,
+            self._disconnectSelectable,
+            self.callLater,
+            self._close_soon,
+        )
         self._timer: Any = None
         # A timed call due before this arms the loop (TimedCallHeap); -inf while nothing may.
         self._armed_at = -math.inf
@@ -76,7 +81,51 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         install_gevent_resolver(self)
         # Handlers that block interleave in one thread: each greenlet keeps its own context stack.
         install_greenlet_context_tracker()
-        self.addSystemEventTrigger("before", "shutdown", self._end_blocked_handlers)
+        self.addSystemEventTrigger("before", "shutdown", self._io.end_blocked_handlers)
+
+    @property
+    def _watching(self) -> bool:
+        # Whether the loop serves this reactor (it runs or iterates); the dispatcher keeps it.
+        return self._io.watching
+
+    # -- IReactorFDSet: the dispatcher's (see gevent_reactor._io_dispatcher) ------------------
+
+    def addReader(self, reader: Any) -> None:
+        """Watch C{reader} for read readiness.  Never blocks."""
+        self._io.addReader(reader)
+
+    def addWriter(self, writer: Any) -> None:
+        """Watch C{writer} for write readiness.  Never blocks."""
+        self._io.addWriter(writer)
+
+    def removeReader(self, reader: Any) -> None:
+        """Stop watching C{reader} for read readiness.  Never blocks."""
+        self._io.removeReader(reader)
+
+    def removeWriter(self, writer: Any) -> None:
+        """Stop watching C{writer} for write readiness.  Never blocks."""
+        self._io.removeWriter(writer)
+
+    def removeAll(self) -> list[Any]:
+        """Stop watching every reader and writer but the reactor's own.  Never blocks."""
+        return self._removeAll(self._io.getReaders(), self._io.getWriters())
+
+    def getReaders(self) -> list[Any]:
+        """The readers being watched.  Never blocks."""
+        return self._io.getReaders()
+
+    def getWriters(self) -> list[Any]:
+        """The writers being watched.  Never blocks."""
+        return self._io.getWriters()
+
+    def disconnectAll(self) -> None:
+        """
+        Disconnect every reader and writer (see L{IReactorCore}).  Never blocks.
+
+        A connection whose handler is still blocked is disconnected now too.
+        """
+        self._io.forget_held_losses()
+        super().disconnectAll()
 
     # -- waking up, from any thread ------------------------------------------------------------
 
@@ -167,7 +216,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
 
         Blocks the current greenlet.  Must not be called from the hub.
         """
-        watching = self._watching
+        watching = self._io.watching
         if not watching:
             self._set_watching(True)
         try:
@@ -186,12 +235,11 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
 
     def _set_watching(self, on: bool) -> None:
         # The loop serves this reactor only while it runs (or iterates), as epoll would.
-        if on == self._watching:
+        if on == self._io.watching:
             return
-        self._watching = on
         if on:
             self._wake = LoopWaker(self._loop, self._on_wake)
-            self._start_watchers()
+            self._io.start()
             self._rearm()
         else:
             # Closed, not only stopped: a watcher left to the garbage collector while the loop
@@ -200,7 +248,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             wake, self._wake = self._wake, None
             if wake is not None:
                 wake.close()
-            self._stop_watchers()
+            self._io.stop()
             self._disarm()
             self._armed_at = -math.inf
 
@@ -222,7 +270,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
             self._on_due()
 
     def _on_due(self) -> None:
-        if self._ready:
+        if self._io.events_waiting():
             # This pass's I/O events are still to be handled together: they go first.
             self._loop.run_callback(self._on_due)
             return
@@ -235,7 +283,7 @@ class GeventReactor(TimedCallHeap, LoopFDSet, PosixReactorBase):
         try:
             self.runUntilCurrent()
         finally:
-            if self._watching:
+            if self._io.watching:
                 self._rearm()
 
     def _rearm(self) -> None:

@@ -3,7 +3,7 @@ The greenlets that handle I/O events, so that protocol code may block with geven
 
 Readiness events are handled (C{doRead}/C{doWrite}) in a runner greenlet taken from a free list: one
 event, or a batch of them (the events of a busy pass of the loop, and the writes they caused; see
-L{gevent_reactor._fdset}).  If the handling returns, the runner goes back to the list: one switch
+L{gevent_reactor._io_dispatcher}).  If the handling returns, the runner goes back to the list: one switch
 pair per job, and no greenlet held by an idle connection.  If it blocks (gevent switches to the hub),
 the runner stays with that event, the rest of its batch is handed back to be run by another runner,
 and the selectable it serves is I{held}: its watchers stop, so its later input waits in the kernel
@@ -15,7 +15,7 @@ A listening stream port is not held when C{connectionMade} blocks inside its C{d
 whose C{connectionMade} blocks is held instead, so other clients are still accepted and served.
 
 While a selectable is held, calls of its C{connectionLost} (or C{readConnectionLost}) wait until the
-blocked handler returns (see L{gevent_reactor._fdset}): Twisted never re-enters a protocol.
+blocked handler returns (see L{gevent_reactor._io_dispatcher}): Twisted never re-enters a protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from greenlet import getcurrent, greenlet
 from twisted.logger import Logger
 
 if TYPE_CHECKING:
-    from ._fdset import LoopFDSet
+    from ._io_dispatcher import IODispatcher
 
 __all__: list[str] = []
 
@@ -49,9 +49,9 @@ class IORunner(greenlet):
     A greenlet that runs I/O event handling for the reactor and may block.
     """
 
-    def __init__(self, fdset: LoopFDSet, hub: greenlet) -> None:
+    def __init__(self, dispatcher: IODispatcher, hub: greenlet) -> None:
         super().__init__(parent=hub)
-        self._fdset = fdset
+        self._dispatcher = dispatcher
         # The job: which selectable, which direction. None while idle.
         self.selectable: Any = None
         self.is_read = True
@@ -106,18 +106,18 @@ class IORunner(greenlet):
     def switch_out(self) -> None:
         # gevent calls this just before a blocking switch to the hub: the job is about to wait.
         self.blocked = True
-        self._fdset._hold_for(self)
+        self._dispatcher.hold_for(self)
 
     def run(self) -> None:
-        fdset = self._fdset
+        dispatcher = self._dispatcher
         to_hub = greenlet.switch
         hub = self.parent
         while True:
             try:
                 if self._batch is not None:
-                    fdset._run_batch(self)
+                    dispatcher.run_batch(self)
                 else:
-                    fdset._handle_event(self)
+                    dispatcher.handle_event(self)
             except BaseException:
                 # Handlers' errors are logged where they happen; this is the reactor's own.
                 _log.failure("Unexpected error in main loop.")
@@ -133,8 +133,8 @@ class IORunner(greenlet):
                     # this runner releases what it held (running the connectionLost calls that
                     # waited for it, which may block in turn) and returns itself to the free list.
                     self.blocked = False
-                    fdset._release(self)
-            if not fdset._reuse(self):
+                    dispatcher.release(self)
+            if not dispatcher.reuse(self):
                 return  # enough runners are idle: this one ends
             to_hub(hub)
 

@@ -1,21 +1,43 @@
 """
-The reactor's readers and writers (L{IReactorFDSet}) on a gevent loop, and how their events run.
+The I/O path of L{GeventReactor}: readers and writers on a gevent loop, and the runner greenlets
+in which their events are handled.  One object, L{IODispatcher}, owns all of it; the reactor's
+C{IReactorFDSet} methods only call it.
 
-Each reader has a loop I/O watcher.  A writer has none until a write attempt leaves data behind: a
-connected socket is almost always writable, so its writes are tried at the end of the loop's pass
-(Twisted's epoll reactor spends two C{epoll_ctl} calls on every response instead).
+How a byte travels, for a TCP connection echoing what it reads:
 
-Events are handled in runner greenlets that may block (see L{gevent_reactor._runners}): one event
-alone in its pass of the loop gets a runner of its own and its reply goes out at once; the events of
-a busy pass, and then the writes they caused, go to one runner at the end of the pass (libev counts
-the events of a pass; libuv does not, so there events are handled one per runner).  A write caused
-by a write (a producer refilling its consumer) waits for the loop to poll, as on Twisted's reactors,
-so one fast transfer cannot keep timers and other connections waiting.
-
-While a handler blocks, its selectable is held (see L{gevent_reactor._runners}), and so are calls of
-its C{connectionLost}/C{readConnectionLost}: they run once the handler returns, as Twisted never
-re-enters a protocol.  If the connection was closing cleanly, what the handler wrote meanwhile is
-sent first; if it was aborted, its blocked handlers are killed (C{GreenletExit}) so that it ends now.
+ 1. C{addReader(transport)} (Twisted's C{startReading}) makes a loop I/O watcher for its fd.
+    The loop watches it while the reactor runs or iterates (L{IODispatcher.start}).
+ 2. Input arrives: the loop calls L{IODispatcher._on_io} in the hub.  If it is the only event of
+    this pass of the loop, a runner greenlet from the free list (L{gevent_reactor._runners}) is
+    switched to at once; if the pass has more (libev counts them), the events are queued in
+    C{_ready} and one runner handles them all at the end of the pass (C{_run_ready}), one switch
+    pair per pass instead of per event.  (libuv does not count a pass's events: there each event
+    has its runner.)
+ 3. In the runner, C{_handle_in} sets the log context Twisted's reactors set (the transport's
+    C{logPrefix}), and C{_attempt} calls C{transport.doRead()}: the socket is read and the bytes
+    go to C{protocol.dataReceived}.  That code may block with gevent (see 6).
+ 4. C{dataReceived} calls C{transport.write(data)}: Twisted buffers it and calls C{addWriter}.
+    A connected socket is almost always writable, so no watcher is made: the writer goes on
+    C{_write_soon}, to be tried at the end of the pass (Twisted's epoll reactor spends two
+    C{epoll_ctl} calls on every response instead).
+ 5. Back in C{_read_or_write}: the read was the only event of its pass, so its reply is written
+    at once, in the same runner (C{doWrite}); Twisted's transport empties its buffer and calls
+    C{removeWriter}, which also drops the pending end-of-pass entry.  The bytes are out.  In a
+    busy pass, the writes go out together after all its events, in the same runner
+    (C{run_batch}), or in one runner from C{_flush_writes} before the loop polls again.  Only a
+    write that leaves data behind arms a write watcher (C{_arm_writer}); a write caused by a write
+    (a producer refilling its consumer from C{doWrite}) waits for the loop to poll, as on
+    Twisted's reactors, so that one fast transfer cannot keep timers and other connections
+    waiting.
+ 6. If C{dataReceived} blocks, gevent calls the runner's C{switch_out} before switching to the
+    hub: L{IODispatcher.hold_for} I{holds} the connection (its watchers stop, so its later input
+    waits in the kernel, and what it writes meanwhile is buffered), hands the rest of the batch to
+    another runner, and everything else keeps running.  When the handler returns,
+    L{IODispatcher.release} watches the connection again and the runner goes back to the free list.
+    Calls of a held connection's C{connectionLost}/C{readConnectionLost} wait until then, as
+    Twisted never re-enters a protocol; if the connection was closing cleanly, what the handler
+    wrote is sent first; if it was aborted, its blocked handlers are killed (C{GreenletExit}) so
+    that it ends now.
 """
 
 from __future__ import annotations
@@ -24,6 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gevent import GreenletExit
+from gevent.hub import Hub
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.posixbase import _NO_FILEDESC
@@ -36,7 +59,7 @@ from twisted.python.log import ILogContext
 
 from ._runners import MAX_IDLE_RUNNERS, IORunner, current_runner, is_accepting_port
 
-__all__: list[str] = []
+__all__ = ["IODispatcher"]
 
 _READ = 1
 _WRITE = 2
@@ -50,25 +73,37 @@ _UNHANDLED = "Unhandled Error"
 END_HANDLERS_GRACE = 1.0
 
 
-class LoopFDSet:
+class IODispatcher:
     """
-    L{IReactorFDSet} for L{GeventReactor}, a mixin: loop watchers for readers and writers, and the
-    runner greenlets that handle their events.
+    The readers and writers of one reactor on one gevent loop, and the runner greenlets that
+    handle their events: the loop watchers, the events of the current pass, the writes waiting
+    for the end of the pass, the selectables held by blocked handlers and the losses waiting for
+    them.  L{GeventReactor}'s C{IReactorFDSet} methods call the methods of the same names here
+    (C{removeAll}, which keeps the reactor's internal readers, is the reactor's own).
 
-    The reactor provides C{hub}, C{_loop}, C{_watching}, C{_continuousPolling}, C{_close_soon},
-    C{_disconnectSelectable} and C{_removeAll}, and calls L{_init_fdset} from its C{__init__}.
+    @param hub: the hub whose loop watches the file descriptors; runners are its children.
+    @param polling: Twisted's C{_ContinuousPolling}, for what the loop refuses (regular files).
+    @param disconnect: the reactor's C{_disconnectSelectable(selectable, why, is_read)}.
+    @param call_later: the reactor's C{callLater}, to run a call in the reactor's own context.
+    @param close_soon: stops a watcher now and closes it from a later loop callback.
     """
 
-    hub: Any
-    _loop: Any
-    _watching: bool
-    _continuousPolling: Any
-    _disconnectSelectable: Callable[..., None]
-    _close_soon: Callable[[Any], None]
-    _removeAll: Callable[[list[Any], list[Any]], list[Any]]
-    callLater: Callable[..., Any]
-
-    def _init_fdset(self) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        polling: Any,
+        disconnect: Callable[[Any, Any, bool], None],
+        call_later: Callable[..., Any],
+        close_soon: Callable[[Any], None],
+    ) -> None:
+        self._hub = hub
+        self._loop = hub.loop
+        self._polling = polling
+        self._disconnect = disconnect
+        self._call_later = call_later
+        self._close_soon = close_soon
+        #: Whether the loop serves the reactor (it runs or iterates); see L{start} and L{stop}.
+        self.watching = False
         self._readers: dict[Any, Any] = {}
         # A writer's watcher is None until a write attempt left data behind (see addWriter).
         self._writers: dict[Any, Any] = {}
@@ -92,8 +127,13 @@ class LoopFDSet:
         # that such a watcher can be started again (libev keeps reporting, like epoll).
         self._watch_events = "libuv" in type(self._loop).__module__
 
-    def _start_watchers(self) -> None:
-        # The reactor starts running (or iterating).
+    def events_waiting(self) -> bool:
+        """Whether I/O events of this pass of the loop still wait to be handled. Never blocks."""
+        return bool(self._ready)
+
+    def start(self) -> None:
+        """The reactor starts running (or iterating): watch everything registered. Never blocks."""
+        self.watching = True
         for selectable, watcher in self._readers.items():
             if selectable not in self._held_readers:
                 self._start(watcher, selectable, True)
@@ -108,7 +148,9 @@ class LoopFDSet:
                 self._start(watcher, selectable, False)
         self._schedule_flush()
 
-    def _stop_watchers(self) -> None:
+    def stop(self) -> None:
+        """The reactor stops: the loop no longer watches for it. Never blocks."""
+        self.watching = False
         for watcher in self._readers.values():
             watcher.stop()
         for watcher in self._writers.values():
@@ -124,7 +166,7 @@ class LoopFDSet:
     # -- I/O events: handled in runner greenlets that may block --------------------------------
 
     def _on_io_status(self, events: int, selectable: Any, is_read: bool) -> None:
-        # libuv: a negative status means libuv stopped the poll handle (see _init_fdset).  Started
+        # libuv: a negative status means libuv stopped the poll handle (see __init__).  Started
         # again, it keeps reporting until the selectable reads the error or is removed, as epoll
         # would; what is still queued before the error is read first.
         if events < 0:
@@ -146,24 +188,24 @@ class LoopFDSet:
                 self._loop.run_callback(self._run_ready)
             return
         idle = self._idle_runners
-        runner = idle.pop() if idle else IORunner(self, self.hub)
+        runner = idle.pop() if idle else IORunner(self, self._hub)
         runner.selectable = selectable
         runner.is_read = is_read
         self._dispatch(runner)
 
     def _run_ready(self) -> None:
         ready, self._ready = self._ready, []
-        if ready and self._watching:
+        if ready and self.watching:
             # (When not watching, the loop reports them again once the reactor runs.)
             self._run_in_runner(ready)
 
     def _run_in_runner(self, events: list[tuple[Any, bool]]) -> None:
         idle = self._idle_runners
-        runner = idle.pop() if idle else IORunner(self, self.hub)
+        runner = idle.pop() if idle else IORunner(self, self._hub)
         runner.start_batch(events)
         self._dispatch(runner)
 
-    def _run_batch(self, runner: IORunner) -> None:
+    def run_batch(self, runner: IORunner) -> None:
         # In the runner: each event of the batch, then the writes they caused, under one entry on
         # the log context stack (one push for the batch; each event gets its own log context in
         # it, as with callWithLogger).
@@ -206,7 +248,7 @@ class LoopFDSet:
             # Control came back through a raw switch elsewhere before the job was done.
             runner.switch()
 
-    def _reuse(self, runner: IORunner) -> bool:
+    def reuse(self, runner: IORunner) -> bool:
         # In the runner, its job done: back to the free list, unless enough runners wait there.
         idle = self._idle_runners
         if len(idle) >= MAX_IDLE_RUNNERS:
@@ -214,7 +256,7 @@ class LoopFDSet:
         idle.append(runner)
         return True
 
-    def _handle_event(self, runner: IORunner) -> None:
+    def handle_event(self, runner: IORunner) -> None:
         # One event in its own runner (its reply may go out at once).
         contexts, entry, base = _push_log_context()
         try:
@@ -245,11 +287,11 @@ class LoopFDSet:
         try:
             # As Twisted's reactors: a descriptor that is gone (or whose fileno() fails) ends it.
             if selectable.fileno() == -1:
-                self._disconnectSelectable(selectable, _NO_FILEDESC, is_read)
+                self._disconnect(selectable, _NO_FILEDESC, is_read)
                 return
         except BaseException as e:
             _log.failure(_UNHANDLED)
-            self._disconnectSelectable(selectable, e, is_read)
+            self._disconnect(selectable, e, is_read)
             return
         if (
             self._attempt(selectable, is_read)
@@ -279,11 +321,11 @@ class LoopFDSet:
             why = e
             _log.failure(_UNHANDLED)
         if why:
-            self._disconnectSelectable(selectable, why, is_read)
+            self._disconnect(selectable, why, is_read)
             return False
         return True
 
-    def _hold_for(self, runner: IORunner) -> None:
+    def hold_for(self, runner: IORunner) -> None:
         # Runs in the runner, each time it starts to block: its selectable stops being watched
         # (reads and writes: nothing else of it runs, so neither its protocol nor its producer is
         # re-entered), and so does the connection it is setting up, until the job is done.  The
@@ -324,7 +366,7 @@ class LoopFDSet:
         if selectable not in self._losses_later:
             self._defer_losses(selectable)
 
-    def _release(self, runner: IORunner) -> None:
+    def release(self, runner: IORunner) -> None:
         # In the runner, its blocked job done: what it held is watched again, and the loss calls
         # that waited for it run now (they may block in turn; the runner then holds again).
         self._blocked_runners.discard(runner)
@@ -341,14 +383,14 @@ class LoopFDSet:
             if watcher is None:
                 self._write_soon.append((selectable, False))
                 self._schedule_flush()
-            elif self._watching:
+            elif self.watching:
                 self._start(watcher, selectable, is_read)
         for selectable in unheld:
             calls = self._undefer_losses(selectable)
             if calls:
                 self._run_loss(runner, selectable, *calls[0])
         if self._handlers_ended is not None and not self._blocked_runners:
-            self.callLater(0, _fire_once, self._handlers_ended)  # in the reactor's context
+            self._call_later(0, _fire_once, self._handlers_ended)  # in the reactor's context
             self._handlers_ended = None
 
     # -- calls that end a held connection wait until it is released ----------------------------
@@ -384,14 +426,14 @@ class LoopFDSet:
             runner.selectable = None
 
     def _is_writing(self, selectable: Any) -> bool:
-        return selectable in self._writers or selectable in self._continuousPolling._writers
+        return selectable in self._writers or selectable in self._polling._writers
 
-    def _end_handlers_of(self, selectable: Any) -> None:
+    def end_handlers_of(self, selectable: Any) -> None:
         for runner in self._blocked_runners:
             if any(held is selectable for held, _ in runner.held):
                 self._loop.run_callback(_throw_exit, runner)
 
-    def _end_blocked_handlers(self) -> Deferred[None] | None:
+    def end_blocked_handlers(self) -> Deferred[None] | None:
         # Before shutdown: every blocked handler is killed (GreenletExit, as gevent.kill does), so
         # that its connection ends with connectionLost and nothing outlives the reactor.  Shutdown
         # goes on when all are over, or after END_HANDLERS_GRACE seconds at most.
@@ -401,19 +443,17 @@ class LoopFDSet:
         self._handlers_ended = ended
         for runner in list(self._blocked_runners):
             self._loop.run_callback(_throw_exit, runner)
-        grace = self.callLater(END_HANDLERS_GRACE, _fire_once, ended)
+        grace = self._call_later(END_HANDLERS_GRACE, _fire_once, ended)
         return ended.addBoth(_cancel_and_pass, grace)
 
-    def disconnectAll(self) -> None:
+    def forget_held_losses(self) -> None:
         """
-        Disconnect every reader and writer (see L{IReactorCore}).  Never blocks.
-
-        A connection whose handler is still blocked is disconnected now too.
+        Let the losses of held connections happen at once from now on (the reactor disconnects
+        everything). Never blocks.
         """
         for selectable in list(self._losses_later):
             self._losses_later.pop(selectable)
             _restore_losses(selectable)
-        super().disconnectAll()  # type: ignore[misc]
 
     # -- IReactorFDSet ------------------------------------------------------------------------
 
@@ -421,11 +461,11 @@ class LoopFDSet:
         """
         Watch C{reader} for read readiness.  Never blocks.
         """
-        if reader in self._readers or reader in self._continuousPolling._readers:
+        if reader in self._readers or reader in self._polling._readers:
             return
         watcher = self._watch(reader, _READ)
         if watcher is None:
-            self._continuousPolling.addReader(reader)
+            self._polling.addReader(reader)
             return
         self._readers[reader] = watcher
         runner = current_runner()
@@ -438,14 +478,14 @@ class LoopFDSet:
                 # A connection accepted by the port this job reads.  Only the newest one's
                 # connectionMade runs now: those accepted before it in the same doRead are set up.
                 runner.adopted[:] = [reader]
-        if self._watching and reader not in self._held_readers:
+        if self.watching and reader not in self._held_readers:
             self._start(watcher, reader, True)
 
     def addWriter(self, writer: Any) -> None:
         """
         Watch C{writer} for write readiness.  Never blocks.
         """
-        if writer in self._writers or writer in self._continuousPolling._writers:
+        if writer in self._writers or writer in self._polling._writers:
             return
         self._writers[writer] = None
         if isinstance(writer, BaseClient) and not writer.connected:
@@ -474,7 +514,7 @@ class LoopFDSet:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._watching and self._write_soon:
+        if not self._flush_scheduled and self.watching and self._write_soon:
             self._flush_scheduled = True
             self._loop.run_callback(self._flush_writes)
 
@@ -482,7 +522,7 @@ class LoopFDSet:
         # In the hub, once per pass of the loop, before it polls: the writes of the whole pass
         # in one runner, back to back (unless the runner of the pass's events took them).
         self._flush_scheduled = False
-        if not self._watching or not self._write_soon:
+        if not self.watching or not self._write_soon:
             return
         pending, self._write_soon = self._write_soon, []
         self._run_in_runner(pending)
@@ -495,10 +535,10 @@ class LoopFDSet:
         watcher = self._watch(writer, _WRITE)
         if watcher is None:
             del self._writers[writer]
-            self._continuousPolling.addWriter(writer)
+            self._polling.addWriter(writer)
             return
         self._writers[writer] = watcher
-        if self._watching and writer not in self._held_writers:
+        if self.watching and writer not in self._held_writers:
             self._start(watcher, writer, False)
 
     def _watch(self, selectable: Any, events: int) -> Any:
@@ -516,7 +556,7 @@ class LoopFDSet:
         """
         watcher = self._readers.pop(reader, None)
         if watcher is None:
-            self._continuousPolling.removeReader(reader)
+            self._polling.removeReader(reader)
             return
         self._close_soon(watcher)
 
@@ -525,32 +565,35 @@ class LoopFDSet:
         Stop watching C{writer} for write readiness.  Never blocks.
         """
         if writer not in self._writers:
-            self._continuousPolling.removeWriter(writer)
+            self._polling.removeWriter(writer)
             return
         watcher = self._writers.pop(writer)
         if watcher is not None:
             self._close_soon(watcher)
-
-    def removeAll(self) -> list[Any]:
-        """
-        Stop watching every reader and writer but the reactor's own.  Never blocks.
-        """
-        return (
-            self._removeAll(list(self._readers), list(self._writers))
-            + self._continuousPolling.removeAll()
-        )
+            return
+        # Its write may still wait for the end of the pass (a reply sent inline by its read's
+        # runner leaves it there): dropped, so that no runner is switched to for nothing.
+        pending = self._write_soon
+        if pending:
+            if pending[-1][0] is writer:
+                pending.pop()
+            else:
+                for i, (waiting, _) in enumerate(pending):
+                    if waiting is writer:
+                        del pending[i]
+                        break
 
     def getReaders(self) -> list[Any]:
         """
         The readers being watched.  Never blocks.
         """
-        return list(self._readers) + self._continuousPolling.getReaders()
+        return list(self._readers) + self._polling.getReaders()
 
     def getWriters(self) -> list[Any]:
         """
         The writers being watched.  Never blocks.
         """
-        return list(self._writers) + self._continuousPolling.getWriters()
+        return list(self._writers) + self._polling.getWriters()
 
 
 class _LossLater:
@@ -561,12 +604,16 @@ class _LossLater:
     handlers blocked on it are killed (C{GreenletExit}), and the loss is delivered as they end.
     """
 
-    __slots__ = ("_calls", "_fdset", "_name", "_selectable")
+    __slots__ = ("_calls", "_dispatcher", "_name", "_selectable")
 
     def __init__(
-        self, fdset: LoopFDSet, selectable: Any, calls: list[tuple[str, Failure]], name: str
+        self,
+        dispatcher: IODispatcher,
+        selectable: Any,
+        calls: list[tuple[str, Failure]],
+        name: str,
     ) -> None:
-        self._fdset = fdset
+        self._dispatcher = dispatcher
         self._selectable = selectable
         self._calls = calls
         self._name = name
@@ -574,7 +621,7 @@ class _LossLater:
     def __call__(self, reason: Failure) -> None:
         self._calls.append((self._name, reason))
         if reason.check(ConnectionAborted):
-            self._fdset._end_handlers_of(self._selectable)
+            self._dispatcher.end_handlers_of(self._selectable)
 
 
 def _restore_losses(selectable: Any) -> None:
