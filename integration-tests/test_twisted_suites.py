@@ -260,6 +260,18 @@ def counts(results: dict[str, dict]) -> str:
     return f"{len(results)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
 
 
+def slowest(results: dict[str, dict], n: int = 8) -> str:
+    per_module: dict[str, float] = {}
+    for test, r in results.items():
+        parts = test.split(".")
+        # The module is the first part named test_*: trial loads only modules so named.
+        end = next((i for i, p in enumerate(parts) if p.startswith("test_")), len(parts) - 1)
+        module = ".".join(parts[: end + 1])
+        per_module[module] = per_module.get(module, 0.0) + r.get("seconds", 0.0)
+    top = sorted(per_module.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{m} {s:.0f} s" for m, s in top)
+
+
 @pytest.mark.timeout(WHOLE_TIMEOUT + 120)
 def test_whole_suite(tmp_path: Path) -> None:
     modules = [m for m in twisted_test_modules() if m not in GLOBAL_MODULES]
@@ -286,6 +298,8 @@ def test_whole_suite(tmp_path: Path) -> None:
     print(f"whole suite, {len(modules)} modules, {elapsed:.0f} s")
     print(f"epoll: {counts(epoll)}")
     print(f"gevent: {counts(gevent)}")
+    print(f"slowest modules on gevent: {slowest(gevent)}")
+    print(f"slowest modules on epoll: {slowest(epoll)}")
     found = regressions(epoll, gevent)
     # The list of every regression first, then the tracebacks of the first few.
     summary = "\n".join(f.split("\n", 1)[0] for f in found)

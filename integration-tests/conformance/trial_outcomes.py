@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 REACTORS = {
     "gevent": "gevent_reactor.GeventReactor",
@@ -100,10 +101,18 @@ def main(argv: list[str]) -> int:
         def startTest(self, test):
             # On stderr, so that a suite that hangs shows where.
             print("START", test.id(), file=sys.stderr, flush=True)
+            self._started = time.monotonic()
             super().startTest(test)
 
         def _record(self, test, outcome, detail=""):
-            outcomes[test.id()] = {"outcome": outcome, "detail": str(detail)[-2000:]}
+            # An error outside any test (a module that fails to import) has no start time.
+            started = getattr(self, "_started", None)
+            seconds = 0.0 if started is None else round(time.monotonic() - started, 3)
+            outcomes[test.id()] = {
+                "outcome": outcome,
+                "detail": str(detail)[-2000:],
+                "seconds": seconds,
+            }
 
         def addSuccess(self, test):
             super().addSuccess(test)
