@@ -171,7 +171,8 @@ def test_global_reactor_suite(tmp_path: Path, module: str) -> None:
 # reactor, run by WHOLE_WORKERS child processes at a time (CI has 2 cores).
 WHOLE_CHUNKS = 6
 WHOLE_WORKERS = 2
-# One chunk takes well under a minute; the whole run (both reactors) a few minutes.
+# A chunk takes 20-110 s on 2 busy cores, the whole run (both reactors) 4.5-5 min; more workers than
+# cores gained little there (the tests are mostly CPU-bound: TLS key generation, child processes).
 CHUNK_TIMEOUT = 600
 WHOLE_TIMEOUT = 1500
 
