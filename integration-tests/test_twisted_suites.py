@@ -1,7 +1,11 @@
 """
-Twisted's own reactor test suites, run against GeventReactor and, in the same run, against Twisted's
-epoll reactor.  The rule: no test that passes on epoll may fail or be skipped on GeventReactor, unless
-conformance/exceptions.toml lists it with a reason.
+Twisted's own test suites, run against GeventReactor and, in the same run, against Twisted's epoll
+reactor.  The rule: no test that passes on epoll may fail, error or be skipped on GeventReactor,
+unless conformance/exceptions.toml lists it with a reason.
+
+The reactor suites (ReactorBuilder modules and the modules of GLOBAL_MODULES) are judged one module
+at a time; test_whole_suite judges every other test module of Twisted, with the reactor installed as
+the global one, as `trial --reactor=gevent twisted` would run them.
 
 Each suite runs in a child process (conformance/trial_outcomes.py), killed if it overruns, so a hang
 fails one test here instead of stalling the run.
@@ -11,8 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +165,151 @@ def test_global_reactor_suite(tmp_path: Path, module: str) -> None:
     report(module, epoll, gevent)
     found = regressions(epoll, gevent)
     assert not found, "\n\n".join(found)
+
+
+# The whole suite: every test module of Twisted but GLOBAL_MODULES, split into this many chunks per
+# reactor, run by WHOLE_WORKERS child processes at a time (CI has 2 cores).
+WHOLE_CHUNKS = 6
+WHOLE_WORKERS = 2
+# A chunk takes 20-160 s on 2 busy cores, the whole run (both reactors) about 8 min; more workers
+# than cores gained little there (the tests are mostly CPU-bound: key generation, child processes).
+CHUNK_TIMEOUT = 600
+WHOLE_TIMEOUT = 1500
+# The gevent loops the whole suite runs on (comma-separated); the reactor suites above run on both.
+# On libuv too it would add its 8 minutes to CI again: TWISTED_WHOLE_SUITE_LOOPS=libev,libuv does it.
+WHOLE_SUITE_LOOPS = os.environ.get("TWISTED_WHOLE_SUITE_LOOPS", "libev").split(",")
+
+
+def twisted_test_modules() -> list[str]:
+    """
+    The test modules that `trial twisted` finds, in trial's own way, without importing them.
+    """
+    from twisted.python import modules
+
+    return sorted(
+        m.name
+        for m in modules.getModule("twisted").walkModules()
+        if m.name.rsplit(".", 1)[-1].startswith("test_")
+    )
+
+
+def run_chunks(tmp_path: Path, jobs: list[tuple[str, str, list[str]]]) -> tuple[dict, list[str]]:
+    """
+    Run each (name, global reactor, modules) job in a child process, WHOLE_WORKERS at a time.
+
+    Returns {name: outcomes} and a list of problems (a child that crashed or overran).
+    """
+    results: dict[str, dict] = {}
+    problems: list[str] = []
+    pending = list(jobs)
+    lock = threading.Lock()
+    deadline = time.monotonic() + WHOLE_TIMEOUT
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name, global_reactor, chunk = pending.pop(0)
+            out = tmp_path / f"{name}.json"
+            log = tmp_path / f"{name}.stderr"
+            timeout = max(1.0, min(CHUNK_TIMEOUT, deadline - time.monotonic()))
+            # Without the reactor-specific ReactorBuilder classes: test_reactor_builder_suite
+            # compares those, and the ones for Twisted's other reactors do not run ours.
+            argv = [sys.executable, str(RUNNER), "--global-reactor", global_reactor]
+            argv += ["--builders", "none", "--out", str(out), *chunk]
+            with open(log, "w") as err:
+                # A session of its own, so that a timeout kills the children of its tests too.
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=tmp_path,
+                    env=dict(os.environ, PYTHONFAULTHANDLER="1"),
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    start_new_session=True,
+                )
+                try:
+                    code = proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    code = None
+            if code == 0 and out.exists():
+                with lock:
+                    results[name] = json.loads(out.read_text())
+                continue
+            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-30:])
+            what = f"overran {timeout:.0f} s" if code is None else f"exit {code}"
+            with lock:
+                problems.append(f"{name} ({global_reactor}) {what}:\n{tail}")
+
+    threads = [threading.Thread(target=worker) for _ in range(WHOLE_WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, problems
+
+
+def dev_null_intact() -> bool:
+    mode = os.stat(os.devnull).st_mode
+    return stat.S_ISCHR(mode) and stat.S_IMODE(mode) == 0o666
+
+
+def counts(results: dict[str, dict]) -> str:
+    tally: dict[str, int] = {}
+    for r in results.values():
+        tally[r["outcome"]] = tally.get(r["outcome"], 0) + 1
+    return f"{len(results)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+
+
+def slowest(results: dict[str, dict], n: int = 8) -> str:
+    per_module: dict[str, float] = {}
+    for test, r in results.items():
+        parts = test.split(".")
+        # The module is the first part named test_*: trial loads only modules so named.
+        end = next((i for i, p in enumerate(parts) if p.startswith("test_")), len(parts) - 1)
+        module = ".".join(parts[: end + 1])
+        per_module[module] = per_module.get(module, 0.0) + r.get("seconds", 0.0)
+    top = sorted(per_module.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{m} {s:.0f} s" for m, s in top)
+
+
+@pytest.mark.timeout(WHOLE_TIMEOUT + 120)
+@pytest.mark.skipif(
+    _current_loop() not in WHOLE_SUITE_LOOPS,
+    reason=f"the whole suite runs on {', '.join(WHOLE_SUITE_LOOPS)} (TWISTED_WHOLE_SUITE_LOOPS)",
+)
+def test_whole_suite(tmp_path: Path) -> None:
+    modules = [m for m in twisted_test_modules() if m not in GLOBAL_MODULES]
+    assert len(modules) > 100, f"only {len(modules)} test modules found in Twisted"
+    # Round robin, so that each chunk takes its share of every package.
+    chunks = [modules[i::WHOLE_CHUNKS] for i in range(WHOLE_CHUNKS)]
+    # The two reactors' runs of one chunk side by side: each runs beside the same load.
+    jobs = [(f"{r}-{i}", r, chunk) for i, chunk in enumerate(chunks) for r in ("epoll", "gevent")]
+    started = time.monotonic()
+    try:
+        results, problems = run_chunks(tmp_path, jobs)
+    finally:
+        if not dev_null_intact():
+            # A test broke the machine for every later process: repair it before anything else.
+            os.chmod(os.devnull, 0o666)
+            pytest.fail(f"{os.devnull} was left with mode {oct(os.stat(os.devnull).st_mode)}")
+    elapsed = time.monotonic() - started
+    assert not problems, "\n\n".join(problems)
+    epoll: dict[str, dict] = {}
+    gevent: dict[str, dict] = {}
+    for name, outcomes in results.items():
+        (epoll if name.startswith("epoll") else gevent).update(outcomes)
+    assert len(epoll) > 5000, f"only {len(epoll)} tests ran on epoll"
+    print(f"whole suite, {len(modules)} modules, {elapsed:.0f} s")
+    print(f"epoll: {counts(epoll)}")
+    print(f"gevent: {counts(gevent)}")
+    print(f"slowest modules on gevent: {slowest(gevent)}")
+    print(f"slowest modules on epoll: {slowest(epoll)}")
+    found = regressions(epoll, gevent)
+    # The list of every regression first, then the tracebacks of the first few.
+    summary = "\n".join(f.split("\n", 1)[0] for f in found)
+    details = "\n\n".join(found[:20])
+    assert not found, f"{len(found)} regressions:\n{summary}\n\n{details}"
