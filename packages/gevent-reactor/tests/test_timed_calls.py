@@ -73,7 +73,7 @@ def test_cancelled_calls_are_swept_out(reactor: GeventReactor, run_until) -> Non
     run_until(reactor, done)
     # A pass of timed calls sweeps dead entries once they are most of the heap, as ReactorBase
     # does for cancelled calls: the heap does not keep the 900.
-    assert len(reactor._heap) == 100
+    assert len(reactor._calls._heap) == 100
     assert reactor.getDelayedCalls()[0].getTime() >= calls[900].getTime() - 1e-6
 
 
@@ -108,3 +108,53 @@ def test_timeout_is_the_earliest_live_call(reactor: GeventReactor) -> None:
     assert 0.5 < reactor.timeout() <= 1.0
     soon.cancel()
     assert 4.5 < reactor.timeout() <= 5.0
+
+
+def test_the_loop_timer_states_follow_the_reactor(reactor: GeventReactor, run_until) -> None:
+    from gevent_reactor._loop_timer import ArmState
+
+    timer = reactor._timer
+    seen: dict[str, object] = {}
+    assert timer.state is ArmState.PAUSED  # not running: calls added arm nothing
+    reactor.callLater(0.01, lambda: None)
+    assert timer.state is ArmState.PAUSED
+
+    def during_a_timed_call() -> None:
+        seen["during"] = timer.state
+        seen["later"] = reactor.callLater(30, lambda: None)
+        seen["still"] = timer.state  # the pass arms once, at its end
+
+    def after_the_pass() -> None:
+        seen["after"] = (timer.state, timer.arm_before)
+
+    reactor.callLater(0.02, during_a_timed_call)
+    reactor.callLater(0.05, after_the_pass)
+    run_until(reactor, lambda: "after" in seen, timeout=5)
+    assert seen["during"] is ArmState.PAUSED
+    assert seen["still"] is ArmState.PAUSED
+    state, _ = seen["after"]  # in after_the_pass's own pass: paused again
+    assert state is ArmState.PAUSED
+    assert timer.state is ArmState.PAUSED  # stopped
+    assert seen["later"] in reactor.getDelayedCalls()
+
+
+def test_a_running_reactor_arms_for_its_earliest_call(reactor: GeventReactor, run_until) -> None:
+    from gevent_reactor._loop_timer import ArmState
+
+    timer = reactor._timer
+    seen: list[object] = []
+
+    def observe() -> None:
+        # From a plain greenlet while the reactor runs: no pass of timed calls is running.
+        seen.append((timer.state, timer.arm_before))
+        far = reactor.callLater(60, lambda: None)
+        seen.append((timer.state, timer.arm_before, far.getTime()))
+        far.cancel()
+
+    import gevent
+
+    reactor.callWhenRunning(lambda: gevent.spawn_later(0.05, observe))
+    run_until(reactor, lambda: len(seen) == 2, timeout=5)
+    assert seen[0] == (ArmState.IDLE, float("inf"))  # nothing scheduled: the next call arms
+    state, arm_before, when = seen[1]
+    assert state is ArmState.ARMED and arm_before == when

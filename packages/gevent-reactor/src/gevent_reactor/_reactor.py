@@ -3,8 +3,8 @@ A Twisted reactor driven by gevent's event loop.
 
 I/O readiness, timers and thread wake-ups come from the loop of a gevent hub; there is no second
 poller.  Timed calls are Twisted's L{DelayedCall}s in a heap of our own (see
-L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest of them (as
-Twisted's asyncio reactor does).  Readers and writers have loop watchers, and their events are
+L{gevent_reactor._timed_calls}); the loop holds one timer armed for the earliest of them (see
+L{gevent_reactor._loop_timer}, as Twisted's asyncio reactor does).  Readers and writers have loop watchers, and their events are
 handled in runner greenlets that may block (see L{gevent_reactor._io_dispatcher} and
 L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the reactor's own context
 (see L{gevent_reactor._reactor_context}), where blocking fails at once.
@@ -12,14 +12,14 @@ L{gevent_reactor._runners}); timed calls and C{callFromThread} calls run in the 
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent.hub import Hub
 from greenlet import getcurrent, greenlet
-from twisted.internet.base import ReactorBase
-from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.base import DelayedCall, ReactorBase
+from twisted.internet.interfaces import IDelayedCall, IReactorFDSet
 from twisted.internet.posixbase import PosixReactorBase, _ContinuousPolling
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -32,18 +32,21 @@ from gevent_resolver import install_gevent_resolver
 
 from ._children import ChildWatchers
 from ._io_dispatcher import IODispatcher
+from ._loop_timer import LoopTimer
 from ._reactor_context import _ReactorContext
 from ._threadpool import reactor_thread_pool
-from ._timed_calls import TimedCallHeap
+from ._timed_calls import TimedCalls, run_thread_calls
 
 __all__ = ["GeventReactor", "install"]
 
+# ReactorBase.timeout's cap: the longest epoll_wait (and libuv) timeout in whole milliseconds.
+_LONGEST = 2147483
 # Twisted's run loop logs under this namespace; so does ours, with the same messages.
 _log = Logger(namespace="twisted.internet.base")
 
 
 @implementer(IReactorFDSet, IHubReactor)
-class GeventReactor(TimedCallHeap, PosixReactorBase):
+class GeventReactor(PosixReactorBase):
     """
     A Twisted reactor that runs on the loop of a gevent hub (by default, this thread's hub).
 
@@ -70,9 +73,8 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
             self.callLater,
             self._close_soon,
         )
-        self._timer: Any = None
-        # A timed call due before this arms the loop (TimedCallHeap); -inf while nothing may.
-        self._armed_at = -math.inf
+        self._timer = LoopTimer(self._loop, self._on_due, self._close_soon, self.seconds)
+        self._calls = TimedCalls(self.seconds, self._timer)
         self._wake: LoopWaker | None = None
         self._children = ChildWatchers(self._loop, self._context.run_job)
         self._parked: greenlet | None = None
@@ -249,25 +251,12 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
             if wake is not None:
                 wake.close()
             self._io.stop()
-            self._disarm()
-            self._armed_at = -math.inf
+            self._timer.pause()
 
     # -- the reactor's own context: timed calls and calls from threads ------------------------
 
     def _on_wake(self) -> None:
         self._context.run_job(self._run_pending)
-
-    def _on_timer(self) -> None:
-        self._armed_at = math.inf
-        timer, self._timer = self._timer, None
-        if hasattr(timer, "close"):
-            self._close_soon(timer)  # Not from inside its own callback: libuv can crash.
-            # The loop may report a timer before the I/O events of the same poll (libev does):
-            # as in Twisted's mainLoop, the I/O of a poll is handled before the calls that came
-            # due during it.
-            self._loop.run_callback(self._on_due)
-        else:
-            self._on_due()
 
     def _on_due(self) -> None:
         if self._io.events_waiting():
@@ -279,7 +268,7 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
     def _run_pending(self) -> None:
         # While this runs, callLater must not arm the loop timer: _rearm does it once at the end
         # (if the reactor still runs).
-        self._armed_at = -math.inf
+        self._timer.pause()
         try:
             self.runUntilCurrent()
         finally:
@@ -289,35 +278,54 @@ class GeventReactor(TimedCallHeap, PosixReactorBase):
     def _rearm(self) -> None:
         # After a pass of timed calls: calls that are due already wait for one poll of the loop,
         # as in Twisted's mainLoop (runUntilCurrent, then doIteration), so that I/O is not starved.
-        timeout = self.timeout()
-        if timeout is None:
-            self._disarm()
+        when = self._calls.next_time()
+        if when is None:
+            self._timer.disarm()
         else:
-            self._arm(self.seconds() + timeout, before_poll=False)
+            self._timer.arm(min(when, self.seconds() + _LONGEST), before_poll=False)
 
-    def _arm(self, when: float, before_poll: bool = True) -> None:
-        self._disarm()
-        delay = when - self.seconds()
-        if delay <= 0.0 and before_poll:
-            # Due now (callLater(0) from input code or a greenlet): run it before the loop polls
-            # again, as Twisted's reactors run due calls before polling.  A zero timer would run
-            # after the next poll's I/O on libuv, and after or before it on libev.
-            self._timer = self._loop.run_callback(self._on_timer)
-        else:
-            # Never early (libuv counts whole milliseconds and warns below one); at most 1 ms late.
-            timer = self._loop.timer(0.0 if delay <= 0.0 else max(delay, 0.001))
-            timer.start(self._on_timer, update=True)
-            self._timer = timer
-        self._armed_at = when
+    # -- IReactorTime: the timed calls (see gevent_reactor._timed_calls) -----------------------
 
-    def _disarm(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            if hasattr(timer, "close"):
-                self._close_soon(timer)
-            else:
-                timer.stop()  # a run_callback entry: nothing to close
-        self._armed_at = math.inf
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> DelayedCall:
+        """
+        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).
+
+        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
+        runs in the reactor's own context, where it must not block.
+        """
+        return self._calls.call_later(delay, callable, args, kw)
+
+    def getDelayedCalls(self) -> list[IDelayedCall]:
+        """The calls that are scheduled and not cancelled.  Never blocks."""
+        return self._calls.calls()
+
+    def _insertNewDelayedCalls(self) -> None:
+        # Calls go straight into the heap; nothing waits to be inserted.
+        pass
+
+    def timeout(self) -> float | None:
+        """
+        The longest the loop may sleep before a timed call is due, or C{None}.  Never blocks.
+        """
+        when = self._calls.next_time()
+        if when is None:
+            return None
+        return min(_LONGEST, max(0.0, when - self.seconds()))
+
+    def runUntilCurrent(self) -> None:
+        """
+        Run the calls from threads and the timed calls that are due.
+
+        Never blocks.  The calls run here, in the reactor's own context.
+        """
+        if self.threadCallQueue and run_thread_calls(self.threadCallQueue):
+            self.wakeUp()
+        self._calls.run_due(self.seconds())
+        if self._justStopped:
+            self._justStopped = False
+            self.fireSystemEvent("shutdown")
 
     # -- loop watchers ------------------------------------------------------------------
 

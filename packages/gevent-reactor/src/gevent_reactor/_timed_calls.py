@@ -12,136 +12,95 @@ added by a timed call waiting for the next pass, and failures logged the same wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Any
 
-from twisted.internet.base import DelayedCall, ReactorBase
+from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-__all__ = ["TimedCallHeap"]
+from ._loop_timer import LoopTimer
+
+__all__ = ["THREAD_CALLS_PER_PASS", "TimedCalls", "run_thread_calls"]
 
 # Failures are logged under ReactorBase's namespace and messages, as on every reactor.
 _log = Logger(namespace="twisted.internet.base")
-# Calls from threads run in one pass of the loop at most (see runUntilCurrent).
-_THREAD_CALLS_PER_PASS = 1000
-# ReactorBase.timeout's cap: the longest epoll_wait (and libuv) timeout in whole milliseconds.
-_LONGEST = 2147483
+#: Calls from threads run in one pass of the loop at most (see run_thread_calls).
+THREAD_CALLS_PER_PASS = 1000
 
 
-class TimedCallHeap(ReactorBase):
+class TimedCalls:
     """
-    L{ReactorBase}'s timed calls on a heap of tuples.
+    A reactor's timed calls: L{DelayedCall}s on a heap of C{(time, sequence, call)} tuples.
 
-    A subclass arms its loop for the earliest call: L{_arm} is called whenever a call is added (or
-    moved) to before C{_armed_at}; setting C{_armed_at} to C{-inf} turns that off.
+    @param seconds: the reactor's clock.
+    @param timer: the loop timer armed for the earliest call (L{gevent_reactor._loop_timer}):
+        a call due before its C{arm_before} re-arms it.
     """
 
-    _armed_at: float
-
-    def __init__(self) -> None:
+    def __init__(self, seconds: Callable[[], float], timer: LoopTimer) -> None:
+        self._seconds = seconds
+        self._timer = timer
         self._heap: list[tuple[float, int, DelayedCall]] = []
         # Entries still in the heap that will not fire: cancelled, or left behind by a move.
         self._dead = 0
         self._sequence = count()
         # Bound once: every DelayedCall holds them, and they are made per call otherwise.
-        self._cancel_hook = self._cancelCallLater
-        self._move_hook = self._moveCallLaterSooner
-        super().__init__()
+        self._cancel_hook = self._cancelled
+        self._move_hook = self._moved_sooner
 
-    def _arm(self, when: float) -> None:
-        raise NotImplementedError
-
-    def callLater(
-        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    def call_later(
+        self, delay: float, f: Callable[..., Any], args: tuple[object, ...], kw: dict[str, object]
     ) -> DelayedCall:
-        """
-        Call C{callable} in C{delay} seconds (see L{IReactorTime.callLater}).
-
-        Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
-        runs in the reactor's own context, where it must not block.
-        """
+        """A new L{DelayedCall} of C{f(*args, **kw)} in C{delay} seconds.  Never blocks."""
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
-        seconds = self.seconds
+        seconds = self._seconds
         when = seconds() + delay
-        call = DelayedCall(when, callable, args, kw, self._cancel_hook, self._move_hook, seconds)
+        call = DelayedCall(when, f, args, kw, self._cancel_hook, self._move_hook, seconds)
         heappush(self._heap, (when, next(self._sequence), call))
-        if when < self._armed_at:
-            self._arm(when)
+        timer = self._timer
+        if when < timer.arm_before:
+            timer.arm(when)
         return call
 
-    def _moveCallLaterSooner(self, delayedCall: DelayedCall) -> None:
+    def _moved_sooner(self, call: DelayedCall) -> None:
         # The old entry stays behind, stale: its time is no longer the call's.
         self._dead += 1
-        when = delayedCall.time
-        heappush(self._heap, (when, next(self._sequence), delayedCall))
-        if when < self._armed_at:
-            self._arm(when)
+        when = call.time
+        heappush(self._heap, (when, next(self._sequence), call))
+        timer = self._timer
+        if when < timer.arm_before:
+            timer.arm(when)
 
-    def _cancelCallLater(self, delayedCall: DelayedCall) -> None:
+    def _cancelled(self, call: DelayedCall) -> None:
         self._dead += 1
 
-    def _insertNewDelayedCalls(self) -> None:
-        # Calls go straight into the heap; nothing waits to be inserted.
-        pass
-
-    def getDelayedCalls(self) -> Sequence[IDelayedCall]:
-        """
-        The calls that are scheduled and not cancelled.  Never blocks.
-        """
+    def calls(self) -> list[IDelayedCall]:
+        """The calls that are scheduled and not cancelled.  Never blocks."""
         # A call moved sooner and back may have two live entries: list it once.
         return list(dict.fromkeys(entry[2] for entry in self._heap if _is_live(entry)))
 
-    def _next_time(self) -> float | None:
-        # The time of the earliest live entry, dropping the dead ones in front of it.
+    def next_time(self) -> float | None:
+        """The time of the earliest live call, or C{None}.  Never blocks."""
         heap = self._heap
         while heap:
             if _is_live(heap[0]):
                 return heap[0][0]
-            heappop(heap)
+            heappop(heap)  # dropping the dead ones in front of it
             self._dead -= 1
         return None
 
-    def timeout(self) -> float | None:
+    def run_due(self, now: float) -> None:
         """
-        The longest the loop may sleep before a timed call is due, or C{None}.  Never blocks.
-        """
-        when = self._next_time()
-        if when is None:
-            return None
-        return min(_LONGEST, max(0.0, when - self.seconds()))
+        Run the calls due at C{now}; calls they add wait for the next pass, as on every reactor.
 
-    def runUntilCurrent(self) -> None:
+        Never blocks.  Call it in the reactor's own context; failures are logged as Twisted logs
+        them.
         """
-        Run the calls from threads and the timed calls that are due.
-
-        Never blocks.  The calls run here, in the reactor's own context.
-        """
-        if self.threadCallQueue:
-            # As ReactorBase: calls queued while these run wait for the next pass.  At most
-            # _THREAD_CALLS_PER_PASS run in one pass: threads that call in faster than they are
-            # served must not keep sockets waiting (a loop wake-up does not release the GIL, as
-            # Twisted's waker pipe does, so a long queue builds up between passes).
-            queue = self.threadCallQueue
-            done, total = 0, min(len(queue), _THREAD_CALLS_PER_PASS)
-            for f, a, kw in queue:
-                try:
-                    f(*a, **kw)
-                except BaseException:
-                    _log.failure("while calling from thread")
-                done += 1
-                if done == total:
-                    break
-            del queue[:done]
-            if queue:
-                self.wakeUp()
-
         heap = self._heap
-        # Calls scheduled by the calls run here wait for the next pass, as on every reactor.
         first_new = next(self._sequence)
-        now = self.seconds()
         while heap and heap[0][0] <= now and heap[0][1] < first_new:
             entry = heappop(heap)
             if not _is_live(entry):
@@ -164,9 +123,28 @@ class TimedCallHeap(ReactorBase):
             heapify(self._heap)
             self._dead = 0
 
-        if self._justStopped:
-            self._justStopped = False
-            self.fireSystemEvent("shutdown")
+
+def run_thread_calls(queue: list[tuple[Callable[..., Any], tuple, dict]]) -> bool:
+    """
+    Run the calls from threads queued when the pass began (at most C{THREAD_CALLS_PER_PASS});
+    True if some are left for the next pass.
+
+    Never blocks.  Call it in the reactor's own context.
+    """
+    # As ReactorBase: calls queued while these run wait for the next pass.  The cap: threads that
+    # call in faster than they are served must not keep sockets waiting (a loop wake-up does not
+    # release the GIL, as Twisted's waker pipe does, so a long queue builds up between passes).
+    done, total = 0, min(len(queue), THREAD_CALLS_PER_PASS)
+    for f, a, kw in queue:
+        try:
+            f(*a, **kw)
+        except BaseException:
+            _log.failure("while calling from thread")
+        done += 1
+        if done == total:
+            break
+    del queue[:done]
+    return bool(queue)
 
 
 def _is_live(entry: tuple[float, int, DelayedCall]) -> bool:
