@@ -6,7 +6,7 @@ import pytest_twisted
 from helpers import wait
 from twisted.enterprise import adbapi
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 def make_pool(tmp_path):
@@ -23,7 +23,7 @@ def create_and_fill(txn, rows):
     return txn.fetchone()[0]
 
 
-@in_greenlet
+@greenlet_test
 def test_adbapi_sqlite_from_a_greenlet(tmp_path):
     pool = make_pool(tmp_path)
     try:

@@ -8,7 +8,7 @@ from gevent import socket
 from helpers import the_reactor, wait
 from twisted.internet import protocol, task
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 class Ticker(protocol.Protocol):
@@ -32,7 +32,7 @@ class Ticker(protocol.Protocol):
             self.loop.stop()
 
 
-@in_greenlet
+@greenlet_test
 def test_looping_call_ticks_reach_a_gevent_client():
     reactor = the_reactor()
     factory = protocol.Factory.forProtocol(Ticker)
@@ -59,7 +59,7 @@ def read_all(port: int) -> bytes:
         return b"".join(chunks)
 
 
-@in_greenlet
+@greenlet_test
 def test_looping_call_started_and_stopped_from_a_greenlet():
     reactor = the_reactor()
     seen = []

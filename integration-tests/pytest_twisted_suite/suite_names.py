@@ -7,7 +7,7 @@ from helpers import the_reactor, wait
 from twisted.internet import defer
 from twisted.names import client, common, dns, error, server
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 RECORDS = {
     b"app.test": [dns.Record_A("192.0.2.7", ttl=60)],
@@ -33,7 +33,7 @@ def start_server():
     return udp, tcp
 
 
-@in_greenlet
+@greenlet_test
 def test_twisted_client_resolver():
     udp, tcp = start_server()
     resolver = client.Resolver(servers=[("127.0.0.1", udp.getHost().port)], reactor=the_reactor())
@@ -53,7 +53,7 @@ def test_twisted_client_resolver():
         wait(defer.maybeDeferred(tcp.stopListening))
 
 
-@in_greenlet
+@greenlet_test
 def test_raw_query_bytes_from_a_gevent_socket():
     udp, tcp = start_server()
     try:

@@ -10,7 +10,7 @@ from helpers import the_reactor, wait
 from twisted.internet import defer, protocol, task
 
 from geventreactor import GeventReactor, ReactorContextBlockingError, deferToGreenlet
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 def test_reactor_is_gevent_and_running():
@@ -26,7 +26,7 @@ def test_plain_body_runs_in_reactor_context_and_cannot_block():
         gevent.sleep(0.001)
 
 
-@in_greenlet
+@greenlet_test
 def test_decorated_body_may_block():
     reactor = the_reactor()
     gevent.sleep(0.01)
@@ -83,7 +83,7 @@ async def test_ensure_deferred_with_greenlet_part(async_yield_value):
     assert async_yield_value == 6
 
 
-@in_greenlet
+@greenlet_test
 def test_greenlet_with_async_fixtures(async_value, async_yield_value):
     gevent.sleep(0)
     assert (async_value, async_yield_value) == (5, 6)
@@ -163,7 +163,7 @@ def test_blockon_in_sync_fixture(blockon_fixture):
     assert blockon_fixture == "blocked on"
 
 
-@in_greenlet
+@greenlet_test
 def test_many_greenlets_and_raw_switches():
     # Many Deferreds fired from the reactor context and from greenlets while pytest-twisted
     # switches between its greenlets: none of them may be stranded.
@@ -174,12 +174,12 @@ def test_many_greenlets_and_raw_switches():
     assert results == [i * i for i in range(200)]
 
 
-def test_in_greenlet_refuses_async_tests():
+def test_greenlet_test_refuses_async_tests():
     async def test_async():
         pass
 
     with pytest.raises(TypeError, match="plain `def`"):
-        in_greenlet(test_async)
+        greenlet_test(test_async)
 
 
 # Every place a test's Deferred can fire from, many times over, with work after each firing that

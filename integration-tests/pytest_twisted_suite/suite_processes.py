@@ -10,7 +10,7 @@ from helpers import the_reactor, wait
 from twisted.internet import defer, protocol
 from twisted.internet.utils import getProcessOutputAndValue
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 CHILD = (
     "import sys, time; data = sys.stdin.buffer.read();"
@@ -60,7 +60,7 @@ def gevent_child(tag: str, stdin: bytes, delay: float, code: int):
     return out, err, p.returncode
 
 
-@in_greenlet
+@greenlet_test
 def test_twisted_and_gevent_children_at_the_same_time():
     twisted_children = [spawn(f"tw{i}", b"in %d" % i, 0.1 * (i % 3), i) for i in range(4)]
     gevent_children = [
@@ -77,7 +77,7 @@ def test_twisted_and_gevent_children_at_the_same_time():
     assert wait(utils, timeout=20) == (b"utils:via utils", b"err utils", 3)
 
 
-@in_greenlet
+@greenlet_test
 def test_many_short_children_from_both_sides():
     twisted_children = [spawn(f"t{i}", b"", 0, 0) for i in range(10)]
     results = gevent.pool.Pool(5).map(lambda i: gevent_child(f"g{i}", b"", 0, 0), range(10))

@@ -7,7 +7,7 @@ from gevent import pywsgi
 from helpers import http_get, make_agent, raw_http, the_reactor, wait
 from twisted.web import resource, server
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 def gevent_get(port: int, path: str) -> bytes:
@@ -54,7 +54,7 @@ def make_wsgi_app(ports, agent):
     return app
 
 
-@in_greenlet
+@greenlet_test
 def test_both_servers_serve_and_call_each_other():
     reactor = the_reactor()
     ports = {}

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from helpers import the_reactor, wait
 from twisted.internet import defer, protocol, ssl
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 def make_certificate() -> tuple[bytes, bytes]:
@@ -74,7 +74,7 @@ class Collect(protocol.Protocol):
             self.done.callback(b"".join(self.received))
 
 
-@in_greenlet
+@greenlet_test
 def test_tls_round_trip_with_verified_certificate():
     reactor = the_reactor()
     key_pem, cert_pem = make_certificate()
@@ -98,7 +98,7 @@ def test_tls_round_trip_with_verified_certificate():
         wait(port.stopListening())
 
 
-@in_greenlet
+@greenlet_test
 def test_tls_client_rejects_unknown_certificate():
     reactor = the_reactor()
     key_pem, cert_pem = make_certificate()

@@ -11,7 +11,7 @@ import gevent
 from gevent import socket, subprocess
 from helpers import raw_http
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 HERE = Path(__file__).parent
 # The twistd script of this environment, run by this interpreter (the same as the `twistd` command).
@@ -36,7 +36,7 @@ def wait_for_port(port: int, proc, timeout: float = 20.0) -> None:
                 gevent.sleep(0.05)
 
 
-@in_greenlet
+@greenlet_test
 def test_twistd_web_wsgi_on_gevent_reactor(tmp_path):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))

@@ -6,7 +6,7 @@ import gevent
 from helpers import http_get, make_agent, raw_http, the_reactor, wait
 from twisted.web import resource, server
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 
 class Chunked(resource.Resource):
@@ -53,7 +53,7 @@ def make_site():
     return CountingSite(root)
 
 
-@in_greenlet
+@greenlet_test
 def test_agent_keep_alive_and_chunked_bodies():
     reactor = the_reactor()
     port = reactor.listenTCP(0, make_site(), interface="127.0.0.1")
@@ -94,7 +94,7 @@ def test_chunked_framing_on_the_wire():
     return deferToGreenlet(fetch).addCallback(check)
 
 
-@in_greenlet
+@greenlet_test
 def test_blocking_render_does_not_stall_other_requests():
     reactor = the_reactor()
     port = reactor.listenTCP(0, make_site(), interface="127.0.0.1")
@@ -120,7 +120,7 @@ def test_blocking_render_does_not_stall_other_requests():
         wait(port.stopListening())
 
 
-@in_greenlet
+@greenlet_test
 def test_post_body():
     from io import BytesIO
 

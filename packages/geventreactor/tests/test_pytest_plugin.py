@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 CHILD_TIMEOUT = 60
 
@@ -21,13 +21,13 @@ SUITE = """
 import gevent, pytest, pytest_twisted
 from twisted.internet import task
 from geventreactor import GeventReactor, ReactorContextBlockingError, waitForDeferred
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 def test_reactor_is_gevent():
     from twisted.internet import reactor
     assert isinstance(reactor, GeventReactor) and reactor.running
 
-@in_greenlet
+@greenlet_test
 def test_blocks():
     from twisted.internet import reactor
     gevent.sleep(0.01)
@@ -155,12 +155,12 @@ def test_inline_callbacks_unchanged():
 def test_failures_keep_their_traceback_and_print_once(tmp_path):
     suite = """
 import gevent
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
 def helper():
     raise ValueError("deep inside")
 
-@in_greenlet
+@greenlet_test
 def test_fails():
     gevent.sleep(0)
     helper()
@@ -176,11 +176,11 @@ def test_fails():
     assert "failed with ValueError" not in output, output
 
 
-def test_in_greenlet_on_another_reactor_says_what_to_set(tmp_path):
+def test_greenlet_test_on_another_reactor_says_what_to_set(tmp_path):
     suite = """
-from geventreactor.pytest_plugin import in_greenlet
+from geventreactor.pytest_plugin import greenlet_test
 
-@in_greenlet
+@greenlet_test
 def test_needs_gevent():
     pass
 """
@@ -189,7 +189,7 @@ def test_needs_gevent():
     assert "-p geventreactor.pytest_plugin --reactor=gevent" in output
 
 
-def test_in_greenlet_rejects_what_it_cannot_run():
+def test_greenlet_test_rejects_what_it_cannot_run():
     async def async_test():
         pass
 
@@ -197,11 +197,11 @@ def test_in_greenlet_rejects_what_it_cannot_run():
         yield
 
     with pytest.raises(TypeError, match="plain `def`"):
-        in_greenlet(async_test)
+        greenlet_test(async_test)
     with pytest.raises(TypeError, match="plain `def`"):
-        in_greenlet(generator_test)
+        greenlet_test(generator_test)
     with pytest.raises(TypeError, match="expects a test function, got int"):
-        in_greenlet(3)
+        greenlet_test(3)
 
 
 TIMED_OUT_SUITE = """
@@ -341,3 +341,19 @@ def test_changed_pytest_twisted_internals_only_warn_without_reactor_gevent(tmp_p
     assert f"pytest-twisted {version('pytest-twisted')}" in output, output
     assert "PytestConfigWarning" in output, output
     assert "pytest_twisted._mark_attribute_name is '_renamed_mark'" in output, output
+
+
+def test_the_old_name_in_greenlet_still_works_and_is_deprecated():
+    from geventreactor import pytest_plugin
+
+    def test_plain():
+        pass
+
+    with pytest.warns(DeprecationWarning, match="use geventreactor.pytest_plugin.greenlet_test"):
+        wrapped = pytest_plugin.in_greenlet(test_plain)
+    assert getattr(wrapped, "_geventreactor_in_greenlet", False) is True
+    assert wrapped.__wrapped__ is test_plain
+    # A different function from geventreactor.in_greenlet (for Twisted code), as the name said.
+    import geventreactor
+
+    assert geventreactor.in_greenlet is not pytest_plugin.in_greenlet

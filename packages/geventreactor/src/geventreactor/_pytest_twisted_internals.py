@@ -18,9 +18,9 @@ import pytest
 
 __all__: list[str] = []
 
-# The in_greenlet decorator works without pytest-twisted: it keeps the attribute's name as a literal,
+# The greenlet_test decorator works without pytest-twisted: it keeps the attribute's name as a literal,
 # checked against pytest-twisted's below.
-from ._greenlet_tests import _PYTEST_TWISTED_MARK as MARK_ATTRIBUTE
+from ._pytest_greenlets import _PYTEST_TWISTED_MARK as MARK_ATTRIBUTE
 
 # Used when geventreactor's own metadata cannot be read (a source tree on sys.path).
 _KNOWN_TO_WORK = "pytest-twisted>=1.14"

@@ -8,7 +8,7 @@ One setting, for example in pytest.ini::
 
 It works whichever of this plugin and pytest-twisted pytest loads first (``-p``, entry points,
 ``PYTEST_PLUGINS``); a ``conftest.py`` is too late for ``--reactor``. A test marked
-``@pytest.mark.in_greenlet`` or decorated with L{in_greenlet} runs in a fresh greenlet where it may
+``@pytest.mark.in_greenlet`` or decorated with L{greenlet_test} runs in a fresh greenlet where it may
 block with gevent; so does every plain ``def`` test when the ini option ``gevent_tests_in_greenlet``
 is true.
 """
@@ -23,9 +23,14 @@ import pytest
 
 from . import _pytest_twisted_internals as _internals
 from ._blockon import blockon_via_hub
-from ._greenlet_tests import _PYTEST_TWISTED_MARK, IN_GREENLET_ATTRIBUTE, in_greenlet
+from ._pytest_greenlets import (
+    _PYTEST_TWISTED_MARK,
+    IN_GREENLET_ATTRIBUTE,
+    greenlet_test,
+    in_greenlet,
+)
 
-__all__ = ["in_greenlet", "init_gevent_reactor"]
+__all__ = ["greenlet_test", "in_greenlet", "init_gevent_reactor"]
 
 REACTOR_NAME = "gevent"
 _MARKER = "in_greenlet"
@@ -133,7 +138,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _wants_greenlet(item: pytest.Function) -> bool:
     obj = item.obj
     if getattr(obj, IN_GREENLET_ATTRIBUTE, False):
-        return False  # decorated with in_greenlet already
+        return False  # decorated with greenlet_test already
     if item.get_closest_marker(_MARKER) is not None:
         return True
     if not item.config.getini(_INI_ALL):
@@ -155,7 +160,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
         return (yield)
     original = pyfuncitem.obj
     # pytest-twisted calls pyfuncitem.obj and waits on the Deferred it returns.
-    pyfuncitem.obj = in_greenlet(original)
+    pyfuncitem.obj = greenlet_test(original)
     try:
         return (yield)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,17 +14,19 @@ from twisted.python.failure import Failure
 
 from gevent_deferred import IHubReactor, deferToGreenlet
 
-__all__ = ["in_greenlet"]
+__all__ = ["greenlet_test", "in_greenlet"]
 
 # pytest-twisted marks its @inlineCallbacks / @ensureDeferred tests with this attribute.
 _PYTEST_TWISTED_MARK = "_pytest_twisted_mark"
-# Set on functions in_greenlet made, so that the plugin's marker does not wrap them twice.
+# Set on functions greenlet_test made, so that the plugin's marker does not wrap them twice.
 IN_GREENLET_ATTRIBUTE = "_geventreactor_in_greenlet"
 
 
 def _check_test_function(fn: Any) -> None:
     if not callable(fn):
-        raise TypeError(f"in_greenlet expects a test function, got {type(fn).__name__}: {fn!r:.80}")
+        raise TypeError(
+            f"greenlet_test expects a test function, got {type(fn).__name__}: {fn!r:.80}"
+        )
     target = inspect.unwrap(fn)
     if (
         inspect.iscoroutinefunction(target)
@@ -32,7 +35,7 @@ def _check_test_function(fn: Any) -> None:
         or getattr(fn, _PYTEST_TWISTED_MARK, None) is not None
     ):
         raise TypeError(
-            f"in_greenlet expects a plain `def` test function, got {fn!r:.80}, an async, "
+            f"greenlet_test expects a plain `def` test function, got {fn!r:.80}, an async, "
             "generator or @inlineCallbacks/@ensureDeferred test. Those already run on the reactor "
             "and wait with await/yield; run a blocking part with "
             "`await gevent_deferred.deferToGreenlet(f)` instead."
@@ -45,7 +48,7 @@ def _check_reactor() -> None:
 
     if not (IHubReactor.providedBy(reactor) and reactor.hub is gevent.get_hub()):
         raise RuntimeError(
-            "in_greenlet tests need pytest-twisted running GeventReactor in this thread, but the "
+            "greenlet_test tests need pytest-twisted running GeventReactor in this thread, but the "
             f"reactor is {reactor!r}. Run pytest with `-p geventreactor.pytest_plugin "
             "--reactor=gevent` (for example in addopts)."
         )
@@ -60,7 +63,7 @@ def _body(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
         return Failure()
 
 
-def in_greenlet(fn: Callable[..., Any]) -> Callable[..., Deferred]:
+def greenlet_test(fn: Callable[..., Any]) -> Callable[..., Deferred]:
     """
     Run each call of test function C{fn} in a fresh greenlet; return a Deferred of its outcome.
 
@@ -79,3 +82,19 @@ def in_greenlet(fn: Callable[..., Any]) -> Callable[..., Deferred]:
 
     setattr(run_in_greenlet, IN_GREENLET_ATTRIBUTE, True)
     return run_in_greenlet
+
+
+def in_greenlet(fn: Callable[..., Any]) -> Callable[..., Deferred]:
+    """
+    The old name of L{greenlet_test}, deprecated: C{geventreactor.in_greenlet} is another function
+    (L{gevent_deferred.in_greenlet}, for Twisted code), and one name for both misled.
+
+    Never blocks.  Warns with C{DeprecationWarning} at decoration time.
+    """
+    warnings.warn(
+        "geventreactor.pytest_plugin.in_greenlet is deprecated: use "
+        "geventreactor.pytest_plugin.greenlet_test (the same decorator)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return greenlet_test(fn)
