@@ -57,6 +57,7 @@ from twisted.python import log
 from twisted.python.failure import Failure
 from twisted.python.log import ILogContext
 
+from ._io_types import LoopWatcher, Selectable
 from ._runners import MAX_IDLE_RUNNERS, IORunner, current_runner, is_accepting_port
 
 __all__ = ["IODispatcher"]
@@ -104,22 +105,22 @@ class IODispatcher:
         self._close_soon = close_soon
         #: Whether the loop serves the reactor (it runs or iterates); see L{start} and L{stop}.
         self.watching = False
-        self._readers: dict[Any, Any] = {}
+        self._readers: dict[Selectable, LoopWatcher] = {}
         # A writer's watcher is None until a write attempt left data behind (see addWriter).
-        self._writers: dict[Any, Any] = {}
+        self._writers: dict[Selectable, LoopWatcher | None] = {}
         # Write events for writers without a watcher, as (writer, False): tried at the end of the
         # loop's pass (see addWriter).
-        self._write_soon: list[tuple[Any, bool]] = []
+        self._write_soon: list[tuple[Selectable, bool]] = []
         self._flush_scheduled = False
         # I/O events of the current pass of the loop, handled together at its end (see _on_io).
-        self._ready: list[tuple[Any, bool]] = []
-        self._held_readers: set[Any] = set()
-        self._held_writers: set[Any] = set()
+        self._ready: list[tuple[Selectable, bool]] = []
+        self._held_readers: set[Selectable] = set()
+        self._held_writers: set[Selectable] = set()
         self._idle_runners: list[IORunner] = []
         # Runners whose job blocked and is not over yet.
         self._blocked_runners: set[IORunner] = set()
         # Held selectables: the loss calls made while held, run when no longer held.
-        self._losses_later: dict[Any, list[tuple[str, Failure]]] = {}
+        self._losses_later: dict[Selectable, list[tuple[str, Failure]]] = {}
         # Fired once no runner is blocked, while shutdown waits for that.
         self._handlers_ended: Deferred[None] | None = None
         # libuv stops a poll handle after reporting an error on it (POLLERR, a reset peer) although
@@ -139,13 +140,13 @@ class IODispatcher:
                 self._start(watcher, selectable, True)
         # Rebuilt, not appended to: a crash() may have left it full.
         self._write_soon = []
-        for selectable, watcher in self._writers.items():
+        for selectable, writer_watcher in self._writers.items():
             if selectable in self._held_writers:
                 continue
-            if watcher is None:
+            if writer_watcher is None:
                 self._write_soon.append((selectable, False))
             else:
-                self._start(watcher, selectable, False)
+                self._start(writer_watcher, selectable, False)
         self._schedule_flush()
 
     def stop(self) -> None:
@@ -153,11 +154,11 @@ class IODispatcher:
         self.watching = False
         for watcher in self._readers.values():
             watcher.stop()
-        for watcher in self._writers.values():
-            if watcher is not None:
-                watcher.stop()
+        for writer_watcher in self._writers.values():
+            if writer_watcher is not None:
+                writer_watcher.stop()
 
-    def _start(self, watcher: Any, selectable: Any, is_read: bool) -> None:
+    def _start(self, watcher: LoopWatcher, selectable: Selectable, is_read: bool) -> None:
         if self._watch_events:
             watcher.start(self._on_io_status, selectable, is_read, pass_events=True)
         else:
@@ -165,7 +166,7 @@ class IODispatcher:
 
     # -- I/O events: handled in runner greenlets that may block --------------------------------
 
-    def _on_io_status(self, events: int, selectable: Any, is_read: bool) -> None:
+    def _on_io_status(self, events: int, selectable: Selectable, is_read: bool) -> None:
         # libuv: a negative status means libuv stopped the poll handle (see __init__).  Started
         # again, it keeps reporting until the selectable reads the error or is removed, as epoll
         # would; what is still queued before the error is read first.
@@ -177,7 +178,7 @@ class IODispatcher:
                 self._start(watcher, selectable, is_read)
         self._on_io(selectable, is_read)
 
-    def _on_io(self, selectable: Any, is_read: bool) -> None:
+    def _on_io(self, selectable: Selectable, is_read: bool) -> None:
         ready = self._ready
         if ready or self._loop.pendingcnt:
             # More events wait in this pass (libev counts them; libuv does not, so there events
@@ -199,7 +200,7 @@ class IODispatcher:
             # (When not watching, the loop reports them again once the reactor runs.)
             self._run_in_runner(ready)
 
-    def _run_in_runner(self, events: list[tuple[Any, bool]]) -> None:
+    def _run_in_runner(self, events: list[tuple[Selectable, bool]]) -> None:
         idle = self._idle_runners
         runner = idle.pop() if idle else IORunner(self, self._hub)
         runner.start_batch(events)
@@ -258,14 +259,22 @@ class IODispatcher:
 
     def handle_event(self, runner: IORunner) -> None:
         # One event in its own runner (its reply may go out at once).
+        selectable = runner.selectable
+        assert selectable is not None  # a job's selectable is set while it runs
         contexts, entry, base = _push_log_context()
         try:
-            self._handle_in(runner, entry, base, runner.selectable, runner.is_read, True)
+            self._handle_in(runner, entry, base, selectable, runner.is_read, True)
         finally:
             _pop_log_context(contexts, entry)
 
     def _handle_in(
-        self, runner: IORunner, entry: dict, base: dict, selectable: Any, is_read: bool, alone: bool
+        self,
+        runner: IORunner,
+        entry: dict,
+        base: dict,
+        selectable: Selectable,
+        is_read: bool,
+        alone: bool,
     ) -> None:
         # As log.callWithLogger(selectable, ...): while it reads or writes, the log context in
         # entry (our place on the context stack) is a fresh copy of base whose "system" is the
@@ -283,7 +292,9 @@ class IODispatcher:
         except BaseException:
             log.err(system=system)
 
-    def _read_or_write(self, runner: IORunner, selectable: Any, is_read: bool, alone: bool) -> None:
+    def _read_or_write(
+        self, runner: IORunner, selectable: Selectable, is_read: bool, alone: bool
+    ) -> None:
         try:
             # As Twisted's reactors: a descriptor that is gone (or whose fileno() fails) ends it.
             if selectable.fileno() == -1:
@@ -306,7 +317,7 @@ class IODispatcher:
             # peers less often (twisted.web keep-alive: about 8% more requests/s).
             self._attempt(selectable, False)
 
-    def _attempt(self, selectable: Any, is_read: bool) -> bool:
+    def _attempt(self, selectable: Selectable, is_read: bool) -> bool:
         # One doRead or doWrite; False if it ended the connection.  As Twisted's reactors, any
         # exception (a gevent.Timeout, a killed handler's GreenletExit) is logged and ends the
         # connection; handlers the reactor itself ended (abortConnection, stop) are not reported.
@@ -341,20 +352,24 @@ class IODispatcher:
             self._hold(runner, adopted, False)
         runner.adopted.clear()
 
-    def _requeue(self, events: list[tuple[Any, bool]]) -> None:
+    def _requeue(self, events: list[tuple[Selectable, bool]]) -> None:
         # Events of a batch that its runner will not handle go to another runner, this pass.
         if events:
             if not self._ready:
                 self._loop.run_callback(self._run_ready)
             self._ready.extend(events)
 
-    def _direction(self, is_read: bool) -> tuple[set[Any], dict[Any, Any]]:
+    def _direction(
+        self, is_read: bool
+    ) -> tuple[
+        set[Selectable], dict[Selectable, LoopWatcher] | dict[Selectable, LoopWatcher | None]
+    ]:
         # (held, watched) for reading or writing.
         if is_read:
             return self._held_readers, self._readers
         return self._held_writers, self._writers
 
-    def _hold(self, runner: IORunner, selectable: Any, is_read: bool) -> None:
+    def _hold(self, runner: IORunner, selectable: Selectable, is_read: bool) -> None:
         held, watched = self._direction(is_read)
         if selectable in held:
             return
@@ -395,7 +410,7 @@ class IODispatcher:
 
     # -- calls that end a held connection wait until it is released ----------------------------
 
-    def _defer_losses(self, selectable: Any) -> None:
+    def _defer_losses(self, selectable: Selectable) -> None:
         calls: list[tuple[str, Failure]] = []
         try:
             for name in _LOSS_METHODS:
@@ -407,7 +422,7 @@ class IODispatcher:
             return
         self._losses_later[selectable] = calls
 
-    def _undefer_losses(self, selectable: Any) -> list[tuple[str, Failure]]:
+    def _undefer_losses(self, selectable: Selectable) -> list[tuple[str, Failure]]:
         calls = self._losses_later.pop(selectable, None)
         if calls is None:
             return []
@@ -418,17 +433,19 @@ class IODispatcher:
             return []
         return calls
 
-    def _run_loss(self, runner: IORunner, selectable: Any, name: str, reason: Failure) -> None:
+    def _run_loss(
+        self, runner: IORunner, selectable: Selectable, name: str, reason: Failure
+    ) -> None:
         runner.selectable, runner.is_read = selectable, True
         try:
             log.callWithLogger(selectable, getattr(selectable, name), reason)
         finally:
             runner.selectable = None
 
-    def _is_writing(self, selectable: Any) -> bool:
+    def _is_writing(self, selectable: Selectable) -> bool:
         return selectable in self._writers or selectable in self._polling._writers
 
-    def end_handlers_of(self, selectable: Any) -> None:
+    def end_handlers_of(self, selectable: Selectable) -> None:
         for runner in self._blocked_runners:
             if any(held is selectable for held, _ in runner.held):
                 self._loop.run_callback(_throw_exit, runner)
@@ -457,7 +474,7 @@ class IODispatcher:
 
     # -- IReactorFDSet ------------------------------------------------------------------------
 
-    def addReader(self, reader: Any) -> None:
+    def addReader(self, reader: Selectable) -> None:
         """
         Watch C{reader} for read readiness.  Never blocks.
         """
@@ -481,7 +498,7 @@ class IODispatcher:
         if self.watching and reader not in self._held_readers:
             self._start(watcher, reader, True)
 
-    def addWriter(self, writer: Any) -> None:
+    def addWriter(self, writer: Selectable) -> None:
         """
         Watch C{writer} for write readiness.  Never blocks.
         """
@@ -527,11 +544,11 @@ class IODispatcher:
         pending, self._write_soon = self._write_soon, []
         self._run_in_runner(pending)
 
-    def _arm_refilled(self, writer: Any) -> None:
+    def _arm_refilled(self, writer: Selectable) -> None:
         if self._writers.get(writer, False) is None:
             self._arm_writer(writer)
 
-    def _arm_writer(self, writer: Any) -> None:
+    def _arm_writer(self, writer: Selectable) -> None:
         watcher = self._watch(writer, _WRITE)
         if watcher is None:
             del self._writers[writer]
@@ -541,7 +558,7 @@ class IODispatcher:
         if self.watching and writer not in self._held_writers:
             self._start(watcher, writer, False)
 
-    def _watch(self, selectable: Any, events: int) -> Any:
+    def _watch(self, selectable: Selectable, events: int) -> LoopWatcher | None:
         # None: the loop refuses this fd (libuv and regular files); it is polled continuously.
         try:
             return self._loop.io(selectable.fileno(), events)
@@ -550,7 +567,7 @@ class IODispatcher:
                 raise
             return None
 
-    def removeReader(self, reader: Any) -> None:
+    def removeReader(self, reader: Selectable) -> None:
         """
         Stop watching C{reader} for read readiness.  Never blocks.
         """
@@ -560,7 +577,7 @@ class IODispatcher:
             return
         self._close_soon(watcher)
 
-    def removeWriter(self, writer: Any) -> None:
+    def removeWriter(self, writer: Selectable) -> None:
         """
         Stop watching C{writer} for write readiness.  Never blocks.
         """
@@ -609,7 +626,7 @@ class _LossLater:
     def __init__(
         self,
         dispatcher: IODispatcher,
-        selectable: Any,
+        selectable: Selectable,
         calls: list[tuple[str, Failure]],
         name: str,
     ) -> None:
@@ -624,7 +641,7 @@ class _LossLater:
             self._dispatcher.end_handlers_of(self._selectable)
 
 
-def _restore_losses(selectable: Any) -> None:
+def _restore_losses(selectable: Selectable) -> None:
     attributes = getattr(selectable, "__dict__", {})
     for name in _LOSS_METHODS:
         if isinstance(attributes.get(name), _LossLater):

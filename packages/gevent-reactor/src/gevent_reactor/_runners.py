@@ -20,10 +20,13 @@ blocked handler returns (see L{gevent_reactor._io_dispatcher}): Twisted never re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from greenlet import getcurrent, greenlet
 from twisted.logger import Logger
+
+from ._io_types import Selectable
 
 if TYPE_CHECKING:
     from ._io_dispatcher import IODispatcher
@@ -36,7 +39,7 @@ _log = Logger(namespace="twisted.internet.base")
 MAX_IDLE_RUNNERS = 32
 
 
-def is_accepting_port(selectable: Any) -> bool:
+def is_accepting_port(selectable: object) -> bool:
     """
     Whether C{selectable} is a listening stream port, whose C{doRead} accepts connections.
     """
@@ -53,23 +56,23 @@ class IORunner(greenlet):
         super().__init__(parent=hub)
         self._dispatcher = dispatcher
         # The job: which selectable, which direction. None while idle.
-        self.selectable: Any = None
+        self.selectable: Selectable | None = None
         self.is_read = True
         # Whether this job has blocked at least once; then the hub no longer waits for it.
         self.blocked = False
         # Whether the reactor killed this job (abortConnection, stop): not reported as an error.
         self.ended_by_reactor = False
         # (selectable, is_read) pairs this blocked job holds.
-        self.held: list[tuple[Any, bool]] = []
+        self.held: list[tuple[Selectable, bool]] = []
         # The connection this job is setting up: accepted by a port's doRead, or a client whose
         # connect completed.  If its connectionMade blocks, its input waits until it returns.
-        self.adopted: list[Any] = []
+        self.adopted: list[Selectable] = []
         # A batch of events (the ready events or the writes of a pass of the loop), and where in
         # it the job is.  None when the job is one event, or once the rest was handed back.
-        self._batch: list[tuple[Any, bool]] | None = None
+        self._batch: list[tuple[Selectable, bool]] | None = None
         self._next = 0
 
-    def start_batch(self, events: list[tuple[Any, bool]]) -> None:
+    def start_batch(self, events: list[tuple[Selectable, bool]]) -> None:
         """
         Make this idle runner's job the handling of each of C{events} (selectable, is_read), in order.
         """
@@ -78,7 +81,7 @@ class IORunner(greenlet):
         # A job is running while its selectable is set (the dispatcher waits on it).
         self.selectable, self.is_read = events[0]
 
-    def batch_items(self) -> Any:
+    def batch_items(self) -> Iterator[tuple[Selectable, bool]]:
         """
         The events of the batch, each marked as this job's selectable and direction while handled.
         """
@@ -93,7 +96,7 @@ class IORunner(greenlet):
                 self.adopted.clear()
             yield event
 
-    def rest_of_batch(self) -> list[tuple[Any, bool]]:
+    def rest_of_batch(self) -> list[tuple[Selectable, bool]]:
         """
         Take the events of the batch not handled yet (none if the job is not a batch).
         """
