@@ -158,3 +158,17 @@ def test_a_running_reactor_arms_for_its_earliest_call(reactor: GeventReactor, ru
     assert seen[0] == (ArmState.IDLE, float("inf"))  # nothing scheduled: the next call arms
     state, arm_before, when = seen[1]
     assert state is ArmState.ARMED and arm_before == when
+
+
+def test_call_later_uses_the_reactors_clock_as_it_is_now(reactor: GeventReactor) -> None:
+    # Twisted's own tests (test_internet.TimeTests) replace reactor.seconds on the instance.
+    original = reactor.seconds
+    reactor.seconds = lambda: 100.0  # type: ignore[method-assign]
+    try:
+        call = reactor.callLater(5, lambda: None)
+        assert call.getTime() == 105.0
+        assert call.seconds() == 100.0
+    finally:
+        reactor.seconds = original  # type: ignore[method-assign]
+    call.cancel()
+    assert reactor.getDelayedCalls() == []

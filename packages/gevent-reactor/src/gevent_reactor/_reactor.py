@@ -73,8 +73,9 @@ class GeventReactor(PosixReactorBase):
             self.callLater,
             self._close_soon,
         )
-        self._timer = LoopTimer(self._loop, self._on_due, self._close_soon, self.seconds)
-        self._calls = TimedCalls(self.seconds, self._timer)
+        # The clock is looked up at each use: Twisted's tests (and users') replace reactor.seconds.
+        self._timer = LoopTimer(self._loop, self._on_due, self._close_soon, lambda: self.seconds())
+        self._calls = TimedCalls(self._timer)
         self._wake: LoopWaker | None = None
         self._children = ChildWatchers(self._loop, self._context.run_job)
         self._parked: greenlet | None = None
@@ -295,7 +296,7 @@ class GeventReactor(PosixReactorBase):
         Never blocks.  Takes effect at once from any greenlet of the reactor's thread.  C{callable}
         runs in the reactor's own context, where it must not block.
         """
-        return self._calls.call_later(delay, callable, args, kw)
+        return self._calls.call_later(delay, callable, args, kw, self.seconds)
 
     def getDelayedCalls(self) -> list[IDelayedCall]:
         """The calls that are scheduled and not cancelled.  Never blocks."""

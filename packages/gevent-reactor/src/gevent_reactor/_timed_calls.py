@@ -35,13 +35,11 @@ class TimedCalls:
     """
     A reactor's timed calls: L{DelayedCall}s on a heap of C{(time, sequence, call)} tuples.
 
-    @param seconds: the reactor's clock.
     @param timer: the loop timer armed for the earliest call (L{gevent_reactor._loop_timer}):
         a call due before its C{arm_before} re-arms it.
     """
 
-    def __init__(self, seconds: Callable[[], float], timer: LoopTimer) -> None:
-        self._seconds = seconds
+    def __init__(self, timer: LoopTimer) -> None:
         self._timer = timer
         self._heap: list[tuple[float, int, DelayedCall]] = []
         # Entries still in the heap that will not fire: cancelled, or left behind by a move.
@@ -52,11 +50,18 @@ class TimedCalls:
         self._move_hook = self._moved_sooner
 
     def call_later(
-        self, delay: float, f: Callable[..., Any], args: tuple[object, ...], kw: dict[str, object]
+        self,
+        delay: float,
+        f: Callable[..., Any],
+        args: tuple[object, ...],
+        kw: dict[str, object],
+        seconds: Callable[[], float],
     ) -> DelayedCall:
-        """A new L{DelayedCall} of C{f(*args, **kw)} in C{delay} seconds.  Never blocks."""
+        """
+        A new L{DelayedCall} of C{f(*args, **kw)} in C{delay} seconds of the clock C{seconds}
+        (the reactor's C{seconds} as it is now: tests replace it).  Never blocks.
+        """
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
-        seconds = self._seconds
         when = seconds() + delay
         call = DelayedCall(when, f, args, kw, self._cancel_hook, self._move_hook, seconds)
         heappush(self._heap, (when, next(self._sequence), call))
