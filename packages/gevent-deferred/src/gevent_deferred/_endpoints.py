@@ -18,6 +18,7 @@ from ._green_factory import GreenFactory
 from ._green_protocol import GreenProtocol
 from ._in_loop import CROSS_THREAD, installed_reactor, where_to_wait
 from ._mailbox import mailbox_for
+from ._reactor_protocol import TwistedReactor
 from ._wait import waitForDeferred
 
 __all__ = ["connect", "listen"]
@@ -25,7 +26,7 @@ __all__ = ["connect", "listen"]
 _EXAMPLES = "e.g. 'tcp:127.0.0.1:8000', 'tls:example.com:443', 'unix:/run/app.sock'"
 
 
-def _reactor(api: str, reactor: Any) -> Any:
+def _reactor(api: str, reactor: TwistedReactor | None) -> Any:
     if reactor is not None:
         check_reactor(api, reactor)
         return reactor
@@ -38,7 +39,7 @@ def _reactor(api: str, reactor: Any) -> Any:
     return reactor
 
 
-def _endpoint(api: str, reactor: Any, endpoint: Any, server: bool) -> Any:
+def _endpoint(api: str, reactor: TwistedReactor, endpoint: Any, server: bool) -> Any:
     interface = IStreamServerEndpoint if server else IStreamClientEndpoint
     method = "listen" if server else "connect"
     if isinstance(endpoint, str):
@@ -61,7 +62,7 @@ def _endpoint(api: str, reactor: Any, endpoint: Any, server: bool) -> Any:
 class _ClientFactory(Factory):
     """Builds the one protocol of a connect() call, in the reactor's thread."""
 
-    def __init__(self, conn: GreenConnection, reactor: Any) -> None:
+    def __init__(self, conn: GreenConnection, reactor: TwistedReactor) -> None:
         self.conn = conn
         self.reactor = reactor
         self.proto: GreenProtocol | None = None
@@ -80,7 +81,9 @@ class _ClientFactory(Factory):
             self.proto.abort()
 
 
-def connect(endpoint: Any, *, reactor: Any = None, timeout: float | None = None) -> GreenConnection:
+def connect(
+    endpoint: Any, *, reactor: TwistedReactor | None = None, timeout: float | None = None
+) -> GreenConnection:
     """
     Connect to ``endpoint``; return a ``GreenConnection`` once connected.
 
@@ -119,7 +122,12 @@ def connect(endpoint: Any, *, reactor: Any = None, timeout: float | None = None)
     return conn
 
 
-def listen(endpoint: Any, handler: Callable[[GreenConnection], Any], *, reactor: Any = None) -> Any:
+def listen(
+    endpoint: Any,
+    handler: Callable[[GreenConnection], Any],
+    *,
+    reactor: TwistedReactor | None = None,
+) -> Any:
     """
     Listen on ``endpoint`` and serve each connection with ``handler(conn)`` in its own greenlet.
 

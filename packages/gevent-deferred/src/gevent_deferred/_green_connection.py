@@ -32,6 +32,7 @@ from ._green_protocol import (
     WRITE_LIMIT,
     GreenProtocol,
 )
+from ._reactor_protocol import TwistedReactor
 
 __all__ = ["GreenConnection"]
 
@@ -58,7 +59,7 @@ class GreenConnection:
     def __init__(
         self,
         hub: Any,
-        reactor: Any,
+        reactor: TwistedReactor | None,
         *,
         mailbox: Any = None,
         link: Any = None,
@@ -98,7 +99,7 @@ class GreenConnection:
 
     # -- wiring (called by connect() and GreenFactory) ----------------------------------------
 
-    def make_protocol(self, reactor: Any = None) -> GreenProtocol:
+    def make_protocol(self, reactor: TwistedReactor | None = None) -> GreenProtocol:
         """The reactor's half; built where the reactor builds protocols."""
         post = self._on_event if self._mailbox is None else self._post_across
         proto = self._proto = GreenProtocol(post, reactor, local=self._mailbox is None)
@@ -119,7 +120,13 @@ class GreenConnection:
         if self._mailbox is None:
             f(*args)
         else:
-            self._reactor.callFromThread(f, *args)
+            self._remote_reactor().callFromThread(f, *args)
+
+    def _remote_reactor(self) -> TwistedReactor:
+        # Across threads a connection is always made with its reactor (see connect, GreenFactory).
+        reactor = self._reactor
+        assert reactor is not None
+        return reactor
 
     def watch_owner(self, owner: Any) -> None:
         """Abort when ``owner`` (a gevent Greenlet) dies of an exception or is killed."""
@@ -288,7 +295,7 @@ class GreenConnection:
                 self._call(proto.resume_reading, total)
         elif self._mailbox is not None and total - self._reported >= READ_LIMIT // 2:
             self._reported = total
-            self._reactor.callFromThread(proto.resume_reading, total)
+            self._remote_reactor().callFromThread(proto.resume_reading, total)
 
     def _take(self, n: int) -> bytes:
         chunks = self._chunks
@@ -504,7 +511,7 @@ class GreenConnection:
                 want = self._sent - self._ack_asked >= WRITE_LIMIT // 2
                 if want:
                     self._ack_asked = self._sent
-                self._reactor.callFromThread(proto.write, data, want)
+                self._remote_reactor().callFromThread(proto.write, data, want)
                 target -= WRITE_LIMIT
             deadline = self._deadline()
             while self._acked < target:

@@ -16,6 +16,7 @@ from ._green_protocol import GreenProtocol
 from ._in_loop import installed_reactor
 from ._mailbox import mailbox_for
 from ._reactor_links import link_for
+from ._reactor_protocol import TwistedReactor
 from ._threads import hub_if_exists
 
 __all__ = ["GreenFactory"]
@@ -37,7 +38,9 @@ class GreenFactory(Factory):
     gevent's, running in another thread, pass it as ``reactor`` (or have it installed).
     """
 
-    def __init__(self, handler: Callable[[GreenConnection], Any], *, reactor: Any = None) -> None:
+    def __init__(
+        self, handler: Callable[[GreenConnection], Any], *, reactor: TwistedReactor | None = None
+    ) -> None:
         if not callable(handler):
             raise TypeError(
                 "GreenFactory(handler) expects a callable taking a GreenConnection, got "

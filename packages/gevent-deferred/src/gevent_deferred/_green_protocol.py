@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._errors import ReactorStoppedError
+from ._reactor_protocol import TwistedReactor
 
 # Event kinds posted to the greenlet's side.
 DATA = 0  # bytes received
@@ -89,7 +90,10 @@ class GreenProtocol(Protocol):
     _transport: GreenTransport
 
     def __init__(
-        self, post: Callable[[int, Any], None], reactor: Any = None, local: bool = False
+        self,
+        post: Callable[[int, Any], None],
+        reactor: TwistedReactor | None = None,
+        local: bool = False,
     ) -> None:
         self.post = post
         self.reactor = reactor
@@ -269,7 +273,7 @@ class GreenProtocol(Protocol):
 _live: weakref.WeakKeyDictionary[Any, set[GreenProtocol]] = weakref.WeakKeyDictionary()
 
 
-def _track(reactor: Any, proto: GreenProtocol) -> None:
+def _track(reactor: TwistedReactor, proto: GreenProtocol) -> None:
     protos = _live.get(reactor)
     if protos is None:
         try:
@@ -280,12 +284,12 @@ def _track(reactor: Any, proto: GreenProtocol) -> None:
     protos.add(proto)
 
 
-def _untrack(reactor: Any, proto: GreenProtocol) -> None:
+def _untrack(reactor: TwistedReactor, proto: GreenProtocol) -> None:
     protos = _live.get(reactor)
     if protos is not None:
         protos.discard(proto)
 
 
-def _reactor_stopping(reactor: Any) -> None:
+def _reactor_stopping(reactor: TwistedReactor) -> None:
     for proto in list(_live.get(reactor, ())):
         proto.reactor_stopping()

@@ -13,6 +13,7 @@ from ._checks import check_reactor
 from ._hub_thread import shared_hub_thread
 from ._in_loop import installed_reactor, thread_reactor
 from ._outcomes import fire, outcome_of
+from ._reactor_protocol import TwistedReactor
 from ._threads import hub_if_exists
 
 __all__ = ["deferToGreenlet", "in_greenlet", "waitForGreenlet"]
@@ -20,7 +21,9 @@ __all__ = ["deferToGreenlet", "in_greenlet", "waitForGreenlet"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def waitForGreenlet(g: Greenlet, *, kill_on_cancel: bool = True, reactor: Any = None) -> Deferred:
+def waitForGreenlet(
+    g: Greenlet, *, kill_on_cancel: bool = True, reactor: TwistedReactor | None = None
+) -> Deferred:
     """
     Return a Deferred that fires with greenlet ``g``'s return value or fails with its exception.
 
@@ -68,7 +71,7 @@ def _deferred_here(g: Greenlet, kill_on_cancel: bool) -> Deferred:
 
 
 def _deferred_across_threads(
-    g: Greenlet, g_hub: Any, reactor: Any, kill_on_cancel: bool
+    g: Greenlet, g_hub: Any, reactor: TwistedReactor, kill_on_cancel: bool
 ) -> Deferred:
     loop = g_hub.loop
 

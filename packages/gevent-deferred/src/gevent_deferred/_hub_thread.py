@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from ._checks import check_reactor
 from ._outcomes import call_outcome, fire
+from ._reactor_protocol import TwistedReactor
 from ._threads import (
     allocate_lock,
     get_ident,
@@ -135,7 +136,9 @@ class HubThread:
         # first drain, which runs after the waker is published.
         run.wake()
 
-    def call(self, reactor: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def call(
+        self, reactor: TwistedReactor, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred:
         """
         Run ``fn(*args, **kwargs)`` in a new greenlet in the hub thread; return a Deferred.
 
@@ -199,7 +202,12 @@ class _CallJob:
     )
 
     def __init__(
-        self, hub_thread: HubThread, reactor: Any, fn: Callable[..., Any], args: Any, kwargs: Any
+        self,
+        hub_thread: HubThread,
+        reactor: TwistedReactor,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
     ) -> None:
         self.hub_thread = hub_thread
         self.reactor = reactor

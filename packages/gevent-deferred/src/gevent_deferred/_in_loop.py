@@ -19,6 +19,7 @@ from twisted.python import threadable
 from ._errors import hub_error, reactor_thread_error
 from ._interfaces import IHubReactor
 from ._reactor_links import known_link, link_for
+from ._reactor_protocol import TwistedReactor
 from ._threads import get_ident, hub_if_exists, thread_local
 
 __all__ = [
@@ -45,7 +46,7 @@ def installed_reactor() -> Any:
     return sys.modules.get("twisted.internet.reactor")
 
 
-def runs_on_this_hub(reactor: Any) -> bool:
+def runs_on_this_hub(reactor: TwistedReactor) -> bool:
     """True if ``reactor`` is driven by the calling thread's gevent hub (in-loop).
 
     Never creates a hub. Never blocks. Callable from any thread.
@@ -57,7 +58,7 @@ def runs_on_this_hub(reactor: Any) -> bool:
     return hub is not None and reactor.hub is hub
 
 
-def set_thread_reactor(reactor: Any) -> None:
+def set_thread_reactor(reactor: TwistedReactor | None) -> None:
     """Record (in the reactor's own thread) which reactor this thread runs."""
     _local.reactor = reactor
 
@@ -78,7 +79,7 @@ def thread_reactor() -> Any:
     return reactor if threadable.isInIOThread() else None
 
 
-def where_to_wait(api: str, reactor: Any) -> tuple[str, Any]:
+def where_to_wait(api: str, reactor: TwistedReactor) -> tuple[str, Any]:
     """
     Decide how ``api`` must wait for ``reactor``'s Deferreds from the current greenlet.
 

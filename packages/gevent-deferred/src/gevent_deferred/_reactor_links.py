@@ -12,6 +12,7 @@ from typing import Any
 from twisted.python.failure import Failure
 
 from ._errors import ReactorStoppedError
+from ._reactor_protocol import TwistedReactor
 from ._threads import allocate_lock
 
 __all__ = ["ReactorLink", "known_link", "link_for"]
@@ -26,7 +27,7 @@ class ReactorLink:
     reactor thread for anything, and the shutdown sweep takes the same lock, so none slips through.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: TwistedReactor) -> None:
         self.reactor_ref = weakref.ref(reactor)
         self.description = repr(reactor)
         self.lock = allocate_lock()
@@ -43,7 +44,7 @@ class ReactorLink:
             "was waiting for will never fire"
         )
 
-    def register(self, wait: Any, reactor: Any, same_thread: bool = False) -> None:
+    def register(self, wait: Any, reactor: TwistedReactor, same_thread: bool = False) -> None:
         """Add a pending wait. ``same_thread``: called in the reactor's own thread (in-loop)."""
         with self.lock:
             if self.stopped:
@@ -78,12 +79,12 @@ _links: weakref.WeakKeyDictionary[Any, ReactorLink] = weakref.WeakKeyDictionary(
 _links_lock = allocate_lock()
 
 
-def known_link(reactor: Any) -> ReactorLink | None:
+def known_link(reactor: TwistedReactor) -> ReactorLink | None:
     """The link of ``reactor`` if one was made, else None. Never blocks."""
     return _links.get(reactor)
 
 
-def link_for(reactor: Any) -> ReactorLink:
+def link_for(reactor: TwistedReactor) -> ReactorLink:
     """The link of ``reactor``, made on first use. Never blocks. Callable from any thread."""
     link = _links.get(reactor)
     if link is None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ._checks import check_reactor
 from ._in_loop import set_thread_reactor
 from ._reactor_links import link_for
+from ._reactor_protocol import RunnableReactor
 from ._threads import allocate_lock, get_ident, start_new_thread, wait_real_lock
 
 __all__ = ["ReactorThread"]
@@ -24,14 +25,16 @@ class ReactorThread:
     ``ReactorStoppedError``. Usable as a context manager (start on enter, stop on exit).
     """
 
-    def __init__(self, reactor: Any = None, name: str = "twisted-reactor") -> None:
+    def __init__(
+        self, reactor: RunnableReactor | None = None, name: str = "twisted-reactor"
+    ) -> None:
         if reactor is None:
             # The documented default: the global reactor, installed on first import.
             from twisted.internet import reactor as global_reactor
 
-            reactor = global_reactor
+            reactor = cast(RunnableReactor, global_reactor)
         check_reactor("ReactorThread", reactor, "run", "callFromThread", argument="reactor")
-        self.reactor = reactor
+        self.reactor: RunnableReactor = reactor
         self.name = name
         self._lock = allocate_lock()
         self._started = False

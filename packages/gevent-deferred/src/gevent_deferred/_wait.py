@@ -19,6 +19,7 @@ from ._in_loop import CROSS_THREAD, installed_reactor, where_to_wait
 from ._mailbox import mailbox_for
 from ._outcomes import follow
 from ._reactor_links import ReactorLink, link_for
+from ._reactor_protocol import TwistedReactor
 
 __all__ = ["blockingCallFromGreenlet", "waitForDeferred"]
 
@@ -161,7 +162,7 @@ def _block(
 def _block_cross_thread(
     api: str,
     link: ReactorLink,
-    reactor: Any,
+    reactor: TwistedReactor,
     start: Callable[[_CrossThreadWait], None],
     timeout: float | None,
     cancel_on_kill: bool,
@@ -188,7 +189,7 @@ def _block_cross_thread(
 def waitForDeferred(
     d: Deferred | Any,
     timeout: float | None = None,
-    reactor: Any = None,
+    reactor: TwistedReactor | None = None,
     *,
     cancel_on_kill: bool = True,
 ) -> Any:
@@ -242,7 +243,7 @@ def waitForDeferred(
             link.unregister(wait)
 
 
-def _register_local(wait: _InLoopWait, reactor: Any) -> ReactorLink | None:
+def _register_local(wait: _InLoopWait, reactor: TwistedReactor) -> ReactorLink | None:
     """Let a running reactor on this hub fail ``wait`` when it shuts down (crochet's rule)."""
     if reactor is None or not getattr(reactor, "running", False):
         return None  # nobody runs it (yet): only code in this thread can fire the Deferred
@@ -251,7 +252,9 @@ def _register_local(wait: _InLoopWait, reactor: Any) -> ReactorLink | None:
     return link
 
 
-def blockingCallFromGreenlet(reactor: Any, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def blockingCallFromGreenlet(
+    reactor: TwistedReactor, f: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
     """
     Call ``f(*args, **kwargs)`` in the reactor's context and block until its result is ready.
 
