@@ -267,32 +267,41 @@ class GeventThreadPool:
                 f"GeventThreadPool.adjustPoolsize: minthreads ({minthreads}) must not exceed "
                 f"maxthreads ({maxthreads})"
             )
-        with self._lock:
-            self.min = minthreads
-            self.max = maxthreads
-            engine = self._engine
-            if not self.started or engine is None:
-                return
-            if len(engine.slots) < self.min:
-                engine.add_slots_locked(self.min - len(engine.slots))
-        engine.poke()
+
+        def grow_to_min(engine: Engine) -> None:
+            if len(engine.slots) < minthreads:
+                engine.add_slots_locked(minthreads - len(engine.slots))
+
+        self._change_workers(grow_to_min, minthreads, maxthreads)
 
     def startAWorker(self) -> None:
         """Add one worker, up to ``max``. Never blocks. Callable from any thread."""
-        with self._lock:
-            engine = self._engine
-            if not self.started or engine is None:
-                return
-            engine.add_slots_locked(1)
-        engine.poke()
+        self._change_workers(lambda engine: engine.add_slots_locked(1))
 
     def stopAWorker(self) -> None:
         """End one worker as soon as it is idle. Never blocks. Callable from any thread."""
+
+        def one_less(engine: Engine) -> None:
+            engine.to_quit += 1
+
+        self._change_workers(one_less)
+
+    def _change_workers(
+        self,
+        change: Callable[[Engine], object],
+        minthreads: int | None = None,
+        maxthreads: int | None = None,
+    ) -> None:
+        # Under the pool's lock (with the new sizes, if given): the change is made only while the
+        # pool runs; then the engine is poked to act on it, outside the lock.
         with self._lock:
+            if minthreads is not None and maxthreads is not None:
+                self.min = minthreads
+                self.max = maxthreads
             engine = self._engine
             if not self.started or engine is None:
                 return
-            engine.to_quit += 1
+            change(engine)
         engine.poke()
 
     # -- work --------------------------------------------------------------------------------------
