@@ -14,10 +14,14 @@ import pytest
 
 CHILD = textwrap.dedent(
     """
+    import signal
     import sys
     import gevent
     import gevent_reactor
 
+    # As in a terminal. A test run started in the background by a non-interactive shell passes
+    # SIGINT down ignored, and then Twisted (on every reactor) installs no SIGINT handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     reactor = gevent_reactor.install()
     ticks = []
 
