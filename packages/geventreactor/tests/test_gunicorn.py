@@ -305,6 +305,12 @@ def test_wsgi_app_on_real_threads(gunicorn):
     body = server.get("/hello?x=1")
     assert "path=/hello" in body and "thread=other" in body
     wait_for(lambda: '"GET /hello?x=1 HTTP/1.1" 200' in server.access_path.read_text(), 10, "log")
+    # A client that closes as soon as it has the body, before the application's thread has
+    # ended the response: the request is logged all the same.
+    assert "path=/slow-close" in server.get("/slow-close?x=2")
+    wait_for(
+        lambda: '"GET /slow-close?x=2 HTTP/1.1" 200' in server.access_path.read_text(), 10, "log"
+    )
 
 
 @pytest.mark.timeout(60)

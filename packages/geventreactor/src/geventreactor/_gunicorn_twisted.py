@@ -95,6 +95,16 @@ class _GunicornRequest(Request):
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         super().process()
 
+    def connectionLost(self, reason: Any) -> None:
+        # A response whose client went away before finish() (a WSGI application's thread ends it
+        # a moment after its last write, and a client that has read Content-Length bytes closes
+        # at once) is logged all the same, as gunicorn's own workers log every request they
+        # answered; finish() will not come for it.
+        channel = self.channel
+        if not self.finished and self.startedWriting and channel is not None:
+            channel.factory.log(self)
+        super().connectionLost(reason)
+
 
 class _AccessLogResponse:
     """What gunicorn's access log reads from a response."""

@@ -33,6 +33,12 @@ class Service(Resource):
 resource = Service()
 
 
+class _SlowToClose(list):
+    # The client has the whole body before close() returns: it closes its end first.
+    def close(self):
+        time.sleep(0.5)
+
+
 def wsgi(environ, start_response):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     path = environ.get("PATH_INFO", "")
@@ -41,6 +47,8 @@ def wsgi(environ, start_response):
     main = threading.current_thread() is threading.main_thread()
     body = f"pid={os.getpid()} path={path} thread={'main' if main else 'other'}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    if path == "/slow-close":
+        return _SlowToClose([body])
     return [body]
 
 
