@@ -84,24 +84,13 @@ def stub_getaddrinfo(server_port: int):
     return getaddrinfo
 
 
-def gevent_reactor():
-    from zope.interface import implementer
-
-    from gevent_deferred import IHubReactor
-    from gevent_reactor import GeventReactor
-
-    if not IHubReactor.implementedBy(GeventReactor):
-        # Until GeventReactor declares IHubReactor itself: the in-loop path is what is measured.
-        return implementer(IHubReactor)(type("HubGeventReactor", (GeventReactor,), {}))()
-    return GeventReactor()
-
-
 def child(subject: str, lookups: int) -> dict:
     from twisted.internet._resolver import GAIResolver
     from twisted.internet.defer import Deferred, gatherResults
     from twisted.internet.epollreactor import EPollReactor
     from twisted.internet.task import LoopingCall
 
+    from gevent_reactor import GeventReactor
     from gevent_resolver import GeventResolver
     from gevent_resolver.testing import DEFAULT_RECORDS, LoopbackDNSServer
 
@@ -112,7 +101,7 @@ def child(subject: str, lookups: int) -> dict:
     }
     server = LoopbackDNSServer(records={**DEFAULT_RECORDS, **hosts})
     server.start()
-    reactor = gevent_reactor() if subject == "gevent-ares-inloop" else EPollReactor()
+    reactor = GeventReactor() if subject == "gevent-ares-inloop" else EPollReactor()
     if subject in ("gevent-ares", "gevent-ares-inloop"):
         resolver = GeventResolver(reactor, "ares", **server.ares_options(), timeout=5, tries=2)
         names = [server.name(h) for h in hosts]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import gevent
+import gevent.event
 import pytest
 
 from gevent_deferred import LoopWaker
@@ -102,3 +104,36 @@ def test_bad_arguments_are_named():
         LoopWaker(object(), lambda: None)
     with pytest.raises(ValueError, match="fallback"):
         LoopWaker(loop, lambda: None, fallback=0)
+
+
+class _LostSend:
+    def send(self) -> None:
+        pass
+
+
+@pytest.mark.skipif(
+    not type(gevent.get_hub().loop).__module__.startswith("gevent.libuv"),
+    reason="libev's loop keeps its own async watcher in C; only libuv lost sends",
+)
+def test_a_one_shot_threadsafe_call_survives_a_lost_send_on_libuv():
+    """The module docstring's reason why run_callback_threadsafe needs no waker: on libuv, a call
+    whose send is lost still runs within gevent's 0.3 s loop timer, not at the next event."""
+    loop = gevent.get_hub().loop
+    ran = gevent.event.Event()
+    sent_at: list[float] = []
+
+    def call() -> None:
+        sent_at.append(time.monotonic())
+        loop.run_callback_threadsafe(ran.set)
+
+    own_send = loop._threadsafe_async
+    loop._threadsafe_async = _LostSend()
+    try:
+        caller = threading.Timer(0.2, call)
+        caller.start()
+        assert ran.wait(5)
+        woken_after = time.monotonic() - sent_at[0]
+        caller.join(5)
+    finally:
+        loop._threadsafe_async = own_send
+    assert woken_after < 1.5

@@ -12,10 +12,12 @@ from typing import Any
 import gevent
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from gevent_reactor import GeventReactor
+
+sys.path.insert(0, os.path.dirname(__file__))
+from faults_support import captured_failures, reactor_of
 
 # A subprocess that inherits this environment uses the same gevent loop (GEVENT_LOOP) as the tests.
 SUBPROCESS_TIMEOUT = 60.0
@@ -173,19 +175,16 @@ def wait_until() -> Callable[..., None]:
 
 @pytest.fixture
 def logged_failures() -> Iterator[list[Failure]]:
-    """Failures logged through twisted.logger (new or legacy API) while the test runs."""
-    failures: list[Failure] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        failure = event.get("log_failure")
-        if failure is not None:
-            failures.append(failure)
-
-    globalLogPublisher.addObserver(observer)
-    try:
+    """Failures logged while the test runs (new and legacy logging APIs)."""
+    with captured_failures() as failures:
         yield failures
-    finally:
-        globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def any_reactor(kind: str) -> Iterator[Any]:
+    """A fresh reactor of the test's ``kind`` (gevent or epoll), for tests parametrized on it."""
+    with reactor_of(kind) as reactor:
+        yield reactor
 
 
 def _run_python(

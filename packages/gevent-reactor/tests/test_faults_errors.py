@@ -17,7 +17,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -27,12 +26,10 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import LineReceiver
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 sys.path.insert(0, os.path.dirname(__file__))
 from faults_support import (
-    captured_failures,
     connect,
     failures_of,
     reactor_of,
@@ -45,20 +42,6 @@ pytestmark = pytest.mark.timeout(60)
 
 # A connection that is neither answered nor closed within this shows up as "timeout".
 SILENCE = 2.0
-
-
-@pytest.fixture
-def any_reactor(kind: str) -> Iterator[Any]:
-    """A fresh reactor of the test's ``kind`` (gevent or epoll)."""
-    with reactor_of(kind) as reactor:
-        yield reactor
-
-
-@pytest.fixture
-def logged_failures() -> Iterator[list[Failure]]:
-    """Failures logged while the test runs (new and legacy logging APIs)."""
-    with captured_failures() as failures:
-        yield failures
 
 
 class HandlerAbort(BaseException):

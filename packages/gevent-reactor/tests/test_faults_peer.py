@@ -14,7 +14,6 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -24,14 +23,11 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import Factory, Protocol
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 sys.path.insert(0, os.path.dirname(__file__))
 from faults_support import (
-    captured_failures,
     connect,
-    reactor_of,
     recv_until_eof,
     reset,
     run_with_client,
@@ -39,20 +35,6 @@ from faults_support import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def any_reactor(kind: str) -> Iterator[Any]:
-    """A fresh reactor of the test's ``kind`` (gevent or epoll)."""
-    with reactor_of(kind) as reactor:
-        yield reactor
-
-
-@pytest.fixture
-def logged_failures() -> Iterator[list[Failure]]:
-    """Failures logged while the test runs (new and legacy logging APIs)."""
-    with captured_failures() as failures:
-        yield failures
 
 
 SLEEP = 0.3

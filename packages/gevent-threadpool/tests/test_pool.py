@@ -497,7 +497,9 @@ def test_bad_call_arguments() -> None:
         pool.callInThreadWithCallback("nope", print)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="maxthreads"):
         pool.adjustPoolsize(maxthreads=-1)
-    with pytest.raises(TypeError, match="reactor"):
+    with pytest.raises(
+        TypeError, match=r"when_stopped\(reactor\) expects a Twisted reactor \(with"
+    ):
         pool.when_stopped(None)
 
 

@@ -18,6 +18,7 @@ from ._green_factory import GreenFactory
 from ._green_protocol import GreenProtocol
 from ._in_loop import CROSS_THREAD, installed_reactor, where_to_wait
 from ._mailbox import mailbox_for
+from ._reactor_links import stopped_for_good
 from ._reactor_protocol import TwistedReactor
 from ._wait import waitForDeferred
 
@@ -104,7 +105,7 @@ def connect(
         conn = GreenConnection(hub, reactor, mailbox=mailbox_for(hub), link=where)
         where.register(conn, reactor)
     else:
-        if getattr(reactor, "_startedBefore", False) and not getattr(reactor, "running", False):
+        if stopped_for_good(reactor):
             raise ReactorStoppedError(f"{api}(): {reactor!r} has stopped; it connects no more")
         conn = GreenConnection(hub, reactor)
     factory = _ClientFactory(conn, reactor)

@@ -73,6 +73,8 @@ def _deferred_here(g: Greenlet, kill_on_cancel: bool) -> Deferred:
 def _deferred_across_threads(
     g: Greenlet, g_hub: Any, reactor: TwistedReactor, kill_on_cancel: bool
 ) -> Deferred:
+    # Single calls into g's hub, which made no waker for this: run_callback_threadsafe (see
+    # _waker's docstring for why that is safe without one).
     loop = g_hub.loop
 
     def cancel(_d: Deferred) -> None:

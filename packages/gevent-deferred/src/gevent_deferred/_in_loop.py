@@ -46,16 +46,18 @@ def installed_reactor() -> Any:
     return sys.modules.get("twisted.internet.reactor")
 
 
-def runs_on_this_hub(reactor: TwistedReactor) -> bool:
+def runs_on_this_hub(reactor: object) -> bool:
     """True if ``reactor`` is driven by the calling thread's gevent hub (in-loop).
 
-    Never creates a hub. Never blocks. Callable from any thread.
+    Any object may be asked about; only an ``IHubReactor`` can be. Never creates a hub. Never
+    blocks. Callable from any thread.
     """
     # providedBy first: for a stock reactor this never even looks for a hub.
     if not IHubReactor.providedBy(reactor):
         return False
     hub = hub_if_exists()
-    return hub is not None and reactor.hub is hub
+    # IHubReactor declares hub; getattr only because the type checker cannot know it from that.
+    return hub is not None and getattr(reactor, "hub", None) is hub
 
 
 def set_thread_reactor(reactor: TwistedReactor | None) -> None:

@@ -7,9 +7,9 @@ class IHubReactor(Interface):
     """
     A Twisted reactor driven by a gevent hub's loop (``gevent_reactor.GeventReactor`` provides it).
 
-    Code that must know whether such a reactor runs in the current thread checks
-    ``IHubReactor.providedBy(reactor) and reactor.hub is gevent.get_hub()``; it never needs to
-    import the reactor's package.
+    Whether such a reactor runs in the current thread is asked in one place,
+    ``runs_on_this_hub(reactor)`` in ``gevent_deferred._in_loop``: it checks this interface and
+    the reactor's hub (without creating a hub), so no caller needs to import the reactor's package.
     """
 
     hub = Attribute("The gevent Hub whose loop drives this reactor.")

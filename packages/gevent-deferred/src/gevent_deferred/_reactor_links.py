@@ -15,7 +15,17 @@ from ._errors import ReactorStoppedError
 from ._reactor_protocol import TwistedReactor
 from ._threads import allocate_lock
 
-__all__ = ["ReactorLink", "known_link", "link_for"]
+__all__ = ["ReactorLink", "known_link", "link_for", "stopped_for_good"]
+
+
+def stopped_for_good(reactor: object) -> bool:
+    """True if ``reactor`` ran and has stopped: a Twisted reactor never runs again after that.
+
+    Never blocks. Callable from any thread.
+    """
+    return bool(getattr(reactor, "_startedBefore", False)) and not getattr(
+        reactor, "running", False
+    )
 
 
 class ReactorLink:
@@ -35,7 +45,7 @@ class ReactorLink:
         self.stopped = False
         self.thread_ident: int | None = None  # known when a ReactorThread runs it
         self.trigger_installed = False
-        if getattr(reactor, "_startedBefore", False) and not getattr(reactor, "running", False):
+        if stopped_for_good(reactor):
             self.stopped = True  # it ran and stopped before we ever saw it
 
     def stopped_error(self) -> ReactorStoppedError:

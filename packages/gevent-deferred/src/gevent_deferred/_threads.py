@@ -18,6 +18,10 @@ allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 get_ident: Callable[[], int] = get_original("_thread", "get_ident")
 #: The real ``_thread._local``: one value per OS thread, also after ``patch_all()``.
 thread_local: Callable[[], Any] = get_original("_thread", "_local")
+#: The real ``threading.current_thread``: the OS thread's ``Thread`` object, not a greenlet's.
+current_thread: Callable[[], Any] = get_original("threading", "current_thread")
+#: The real ``queue.SimpleQueue``, whose ``get()`` blocks the OS thread.
+simple_queue: Callable[[], Any] = get_original("queue", "SimpleQueue")
 
 
 def hub_if_exists() -> Any:

@@ -1,4 +1,4 @@
-"""Waking a gevent loop's thread from any other thread: one waker, used for every such wake-up.
+"""Waking a gevent loop's thread from any other thread: one waker, for every repeated wake-up.
 
 ``LoopWaker(loop, callback)`` runs ``callback`` in the loop's hub after ``wake()`` was called in
 any thread. The fast path is the loop's ``async_()`` watcher, whose ``send()`` is safe from any
@@ -10,6 +10,22 @@ thread and coalesces. Three things make it safe to rely on:
     watcher (libuv aborts the process with "Sending to a closed watcher");
   - ``close()`` called from the waker's own callback closes the watchers from a later loop callback:
     closing a libuv watcher whose callback is still on the hub's stack crashed the process.
+
+What it covers: a callback that its owner wakes again and again, in a loop whose own thread made
+the waker (a watcher is only ever created in its loop's thread). A single call into another
+thread's hub that made nothing for it (``waitForGreenlet`` linking to or killing a greenlet of
+that hub, closing a resolver in the hub that built it) cannot have a waker there, and uses
+gevent's ``loop.run_callback_threadsafe`` instead. That call does not need the fallback: it puts
+the callback in the loop's own callback queue, and only then sends the loop's own async watcher.
+The send merely shortens the wait, because the loop runs that queue on every pass. On libuv,
+gevent also keeps an unreferenced 0.3 s timer in every loop, so a lost send there delays the
+callback by at most 0.3 s instead of leaving it behind. A waker's callback, by contrast, runs
+only from its own async watcher's callback, which a lost send never calls: hence the timer here.
+On libev (no such timer) the call relies on libev's ``ev_async_send``, as the waker's fast path
+does. Once the target loop was destroyed, the call raises instead of sending. One thing
+gevent's call does that ``wake()`` never does: on libuv it also starts the loop's callback watcher
+from the calling thread, which libuv does not promise to be thread-safe; that is why repeated
+wake-ups go through a waker, and only these rare single calls through gevent.
 """
 
 from __future__ import annotations

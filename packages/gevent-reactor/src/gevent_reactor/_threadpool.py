@@ -17,18 +17,19 @@ from twisted._threads import LockWorker, Team, ThreadWorker
 from twisted.python.log import err
 from twisted.python.threadpool import ThreadPool
 
-from gevent_deferred._threads import allocate_lock, start_new_thread
+from gevent_deferred._threads import (
+    allocate_lock,
+    current_thread,
+    simple_queue,
+    start_new_thread,
+    thread_local,
+)
 
 __all__: list[str] = []
 
 
-def _original(module: str, name: str) -> Any:
-    return monkey.get_original(module, name)
-
-
 def _real_thread_team(currentLimit: Callable[[], int], threadFactory: Callable[..., Any]) -> Team:
-    # twisted._threads.pool, with the original (unpatched) queue and lock types.
-    simple_queue = _original("queue", "SimpleQueue")
+    # twisted._threads.pool, with the original (unpatched) queue, lock and local types.
 
     def startThread(target: Callable[..., object]) -> None:
         return threadFactory(target=target).start()
@@ -39,9 +40,8 @@ def _real_thread_team(currentLimit: Callable[[], int], threadFactory: Callable[.
             return None
         return ThreadWorker(startThread, simple_queue())
 
-    lock, local = _original("threading", "Lock"), _original("threading", "local")
     team = Team(
-        coordinator=LockWorker(lock(), local()),
+        coordinator=LockWorker(allocate_lock(), thread_local()),
         createWorker=limitedWorkerCreator,
         logException=err,
     )
@@ -83,7 +83,7 @@ class _RealThread:
 class _RealThreadPool(ThreadPool):
     # ThreadPool's annotations say threading.Thread; it only uses the part _RealThread provides.
     threadFactory = _RealThread  # type: ignore[assignment]
-    currentThread = staticmethod(_original("threading", "current_thread"))
+    currentThread = staticmethod(current_thread)
     _pool = staticmethod(_real_thread_team)  # type: ignore[assignment]
 
 

@@ -120,7 +120,8 @@ class Backends:
             try:
                 if loop is None:
                     raise RuntimeError("that hub has no loop any more")
-                # Thread-safe and wakes that loop; c-ares must be torn down by its own loop.
+                # c-ares must be torn down by its own loop; one call into a hub that made no
+                # waker for it (gevent_deferred._waker's docstring says why that is safe).
                 loop.run_callback_threadsafe(_close, resolver)
             except Exception:
                 # That hub's loop is gone (its thread ended): nothing can close the resolver

@@ -240,6 +240,9 @@ def use_gevent_threadpool(
     Never blocks (except to stop a previous Twisted pool with busy threads, as Twisted does).
     Call it from the reactor's thread, before or while it runs.
     """
+    # Stricter than gevent_deferred's check_reactor (methods a caller uses): installing swaps the
+    # pool inside ReactorBase's own bookkeeping (threadpool, its startup and shutdown trigger IDs,
+    # _stopThreadPool), which only a ReactorBase has.
     if not isinstance(reactor, ReactorBase):
         raise TypeError(
             "use_gevent_threadpool(reactor) expects a reactor derived from Twisted's "

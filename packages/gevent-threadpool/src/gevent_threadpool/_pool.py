@@ -241,10 +241,9 @@ class GeventThreadPool:
         """
         from twisted.internet.defer import Deferred, succeed
 
-        if not callable(getattr(reactor, "callFromThread", None)):
-            raise TypeError(
-                f"GeventThreadPool.when_stopped(reactor) expects a Twisted reactor, got {reactor!r}"
-            )
+        check_reactor(
+            "GeventThreadPool.when_stopped", reactor, "callFromThread", argument="reactor"
+        )
         engine = self._engine
         if engine is None:
             return succeed(None)

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-import gevent
 from twisted.internet.task import LoopingCall
 
+from gevent_deferred._in_loop import runs_on_this_hub
 from gevent_reactor import GeventReactor
 
 __all__ = [
@@ -37,9 +37,9 @@ def reactor_after_fork(worker_name: str) -> GeventReactor:
         return install()
     if (
         isinstance(installed, GeventReactor)
+        and runs_on_this_hub(installed)
         and not installed.running
         and not installed._startedBefore
-        and installed.hub is gevent.get_hub()
     ):
         return installed
     raise RuntimeError(

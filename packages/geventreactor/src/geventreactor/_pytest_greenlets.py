@@ -8,11 +8,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from gevent_deferred import IHubReactor, deferToGreenlet
+from gevent_deferred import deferToGreenlet
+from gevent_deferred._in_loop import runs_on_this_hub
 
 __all__ = ["greenlet_test", "in_greenlet"]
 
@@ -46,7 +46,7 @@ def _check_reactor() -> None:
     # The global reactor is the documented default here: pytest-twisted installed it.
     from twisted.internet import reactor
 
-    if not (IHubReactor.providedBy(reactor) and reactor.hub is gevent.get_hub()):
+    if not runs_on_this_hub(reactor):
         raise RuntimeError(
             "greenlet_test tests need pytest-twisted running GeventReactor in this thread, but the "
             f"reactor is {reactor!r}. Run pytest with `-p geventreactor.pytest_plugin "
