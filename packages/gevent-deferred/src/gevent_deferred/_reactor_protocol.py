@@ -15,30 +15,27 @@ class TwistedReactor(Protocol):
     A Twisted reactor as gevent-deferred uses one: timed calls, calls from other threads, its
     running state and its system events.  Every Twisted reactor is one (EPollReactor,
     GeventReactor, the asyncio reactor, ...).
+
+    The methods taking a callable and its arguments are named as read-only members of a callable
+    type: Twisted's reactors name the callable parameter differently (C{callable}, C{f}) and take
+    any keyword arguments for it, so no one signature matches them all.
     """
 
     running: bool
 
-    def callLater(
-        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
-    ) -> IDelayedCall: ...
+    @property
+    def callLater(self) -> Callable[..., IDelayedCall]: ...
 
-    def callFromThread(self, callable: Callable[..., Any], *args: object, **kw: object) -> None: ...
+    @property
+    def callFromThread(self) -> Callable[..., None]: ...
 
-    def callWhenRunning(
-        self, callable: Callable[..., Any], *args: object, **kw: object
-    ) -> object: ...
+    @property
+    def callWhenRunning(self) -> Callable[..., object]: ...
 
-    def addSystemEventTrigger(
-        self,
-        phase: str,
-        eventType: str,
-        callable: Callable[..., Any],
-        *args: object,
-        **kw: object,
-    ) -> Any: ...
+    @property
+    def addSystemEventTrigger(self) -> Callable[..., Any]: ...
 
-    def removeSystemEventTrigger(self, triggerID: Any) -> None: ...
+    def removeSystemEventTrigger(self, triggerID: Any, /) -> None: ...
 
 
 class RunnableReactor(TwistedReactor, Protocol):
