@@ -5,6 +5,7 @@ from __future__ import annotations
 from gevent import socket
 from helpers import the_reactor, wait
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.names import client, common, dns, error, server
 
 from geventreactor.pytest_plugin import greenlet_test
@@ -28,9 +29,17 @@ class TableResolver(common.ResolverBase):
 def start_server():
     reactor = the_reactor()
     factory = server.DNSServerFactory(authorities=[TableResolver()])
-    udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    tcp = reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
-    return udp, tcp
+    # The kernel picks a free UDP port; the same number may be taken for TCP (a listener or a
+    # connection of another process): then another UDP port is taken.
+    for _attempt in range(20):
+        udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+        try:
+            tcp = reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
+        except CannotListenError:
+            udp.stopListening()
+            continue
+        return udp, tcp
+    raise RuntimeError("no port on 127.0.0.1 was free for both UDP and TCP")
 
 
 @greenlet_test
