@@ -4,8 +4,9 @@ whose lineReceived runs queries, made cooperative by psycogreen) with 50 concurr
 them stuck in a slow query (pg_sleep), a transaction per request and nothing lost.
 
 The server is started in a temporary directory (examples/temp_postgres.py); the test is skipped,
-saying why, when none can be started here.  The service runs in a child process (it installs the
-global reactor); the clients are greenlets of this process.
+saying why, when none can be started here, unless GEVENTREACTOR_REQUIRE_POSTGRES=1 (CI sets it
+where PostgreSQL is installed): then that is a failure, with the same reason.  The service runs in a
+child process (it installs the global reactor); the clients are greenlets of this process.
 """
 
 from __future__ import annotations
@@ -14,16 +15,39 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gevent
 import pytest
 from gevent import select, socket
 
-psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is not installed")
-pytest.importorskip("psycogreen", reason="psycogreen is not installed")
+#: Set (to anything but "" or "0") where PostgreSQL must be there: a server that cannot start is then
+#: a failure, not a skip.  .ci/run sets it when the server binaries are installed.
+REQUIRE_POSTGRES = "GEVENTREACTOR_REQUIRE_POSTGRES"
+
+
+def postgres_required(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(REQUIRE_POSTGRES, "") not in ("", "0")
+
+
+def unavailable(reason: str, environ: Mapping[str, str] = os.environ) -> NoReturn:
+    """Skip, saying why; or fail, saying why, when PostgreSQL is required here."""
+    if postgres_required(environ):
+        pytest.fail(f"{REQUIRE_POSTGRES} is set, and {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    import psycogreen  # noqa: F401
+    import psycopg2
+except ImportError as e:
+    missing = str(e)
+else:
+    missing = ""
+if missing:
+    unavailable(f"psycopg2 and psycogreen are needed: {missing}")
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 CLIENTS = 50
@@ -45,7 +69,11 @@ def postgres_dsn() -> Iterator[str]:
     try:
         server.start()
     except temp_postgres.PostgresUnavailableError as e:
-        pytest.skip(f"cannot start a PostgreSQL server here: {e}")
+        why = str(e)
+    else:
+        why = ""
+    if why:
+        unavailable(f"cannot start a PostgreSQL server here: {why}")
     try:
         yield server.dsn
     finally:
@@ -172,3 +200,56 @@ def test_fifty_clients_one_slow_query_nothing_lost(postgres_dsn: str, service_po
     assert ledger == balances
     assert sorted(ledger) == sorted(names)
     assert set(ledger.values()) == {total}
+
+
+# The switch itself, without a server.
+
+
+@pytest.mark.parametrize(
+    ("value", "required"), [(None, False), ("", False), ("0", False), ("1", True), ("yes", True)]
+)
+def test_require_switch_values(value: str | None, required: bool) -> None:
+    environ = {} if value is None else {REQUIRE_POSTGRES: value}
+    assert postgres_required(environ) is required
+    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(outcome, match="no server here"):
+        unavailable("no server here", environ)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("required", [False, True])
+def test_no_server_is_a_skip_or_with_the_switch_a_failure(tmp_path: Path, required: bool) -> None:
+    # The real fixture, in a child pytest, pointed at server binaries that do not exist.
+    env = {k: v for k, v in os.environ.items() if k != REQUIRE_POSTGRES}
+    env["PG_BIN"] = str(tmp_path / "no-postgres-here")
+    if required:
+        env[REQUIRE_POSTGRES] = "1"
+    node = f"{__file__}::test_fifty_clients_one_slow_query_nothing_lost"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rsE",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            node,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=env,
+        cwd=tmp_path,
+    )
+    out = child.stdout + child.stderr
+    assert "no-postgres-here/initdb is missing" in out, out
+    if required:
+        assert child.returncode == 1, out
+        assert "1 error" in out, out
+        assert f"{REQUIRE_POSTGRES} is set, and cannot start a PostgreSQL server here" in out, out
+    else:
+        assert child.returncode == 0, out
+        assert "1 skipped" in out, out

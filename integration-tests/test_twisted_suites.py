@@ -137,7 +137,8 @@ def report(module: str, epoll: dict, gevent: dict) -> None:
         passed = sum(r["outcome"] == "pass" for r in results.values())
         return f"{passed}/{len(results)} passed"
 
-    # Printed for the record (pytest -s or -rA shows it); the counts go into the issue notes.
+    # Printed for the record (pytest -s or -rA shows it): how many of the module's tests pass on
+    # each reactor, beside the pass/fail comparison that the test asserts.
     print(f"{module}: epoll {count(epoll)}, gevent {count(gevent)}")
 
 
