@@ -42,6 +42,13 @@ class Env:
         port = self.call(self.reactor.listenTCP, 0, factory, interface="127.0.0.1")
         return port.getHost().port
 
+    def stop_reactor(self) -> None:
+        """Ask the reactor to stop, from this greenlet; do not wait."""
+        if self.mode == IN_LOOP:
+            self.reactor.stop()
+        else:
+            self.reactor.callFromThread(self.reactor.stop)
+
     def listen_protocol(self, protocol: type[Protocol], **attrs: Any) -> tuple[Factory, int]:
         factory = Factory.forProtocol(protocol)
         factory.protocols = []  # type: ignore[attr-defined]
