@@ -111,6 +111,26 @@ def test_read_and_readline_time_out_and_keep_the_input(env):
     conn.close()
 
 
+def test_a_read_that_times_out_over_a_large_input_keeps_it_all(env):
+    # More than the read limit is taken (flow control sees it read, the transport resumes), then
+    # given back: the next reads get all of it, in order, and input keeps flowing after it.
+    factory, port = env.listen_protocol(Recorder)
+    conn = connect(f"tcp:127.0.0.1:{port}", timeout=5)
+    wait_until(lambda: factory.protocols)
+    server = factory.protocols[0]
+    first = bytes(range(256)) * 4096  # 1 MiB
+    env.call(server.transport.write, first)
+    conn.settimeout(1)
+    with pytest.raises(WaitTimeoutError):
+        conn.read(2 * len(first))
+    conn.settimeout(10)
+    assert conn.read(len(first)) == first
+    second = bytes(reversed(range(256))) * 4096
+    env.call(server.transport.write, second)
+    assert conn.read(len(second)) == second
+    conn.close()
+
+
 def test_close_times_out_then_aborts(env):
     factory, port = env.listen_protocol(Deaf)
     conn = connect(f"tcp:127.0.0.1:{port}", timeout=5)
