@@ -46,3 +46,32 @@ def test_quick_suite_completes_with_correct_bytes(tmp_path: Path) -> None:
         assert rr["rounds"][0]["requests"] > 0, rr
         assert results["calllater"][subject]["median"] > 0
     assert results["rr10"]["epoll"]["ratio"] == 1.0
+
+
+def test_green_connections_quick_run_completes(tmp_path: Path) -> None:
+    # bench_green.py: GreenConnection (GeventReactor, in-loop) serving and asking, reading and
+    # writing a stream, each in a fresh process against a plain-socket peer. One subject keeps
+    # it to about ten seconds; the tests in packages/gevent-deferred cover the other situation.
+    out = tmp_path / "green.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_green.py"),
+            "--quick",
+            "--subjects",
+            "green",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["rounds"]) == 1
+    for scenario in ("rr-server", "rr-client", "stream-server", "stream-client"):
+        result = report["rounds"][0][f"{scenario}/green"]
+        assert result["ops"] > 0 and result["cpu"] > 0, (scenario, result)
+        assert report["summary"][f"{scenario}/green"]["green_over_wall"] == 1.0

@@ -14,6 +14,7 @@ from typing import Any
 
 import gevent
 import pytest
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory, Protocol
 
@@ -41,6 +42,30 @@ class Env:
     def listen_tcp(self, factory: Any) -> int:
         port = self.call(self.reactor.listenTCP, 0, factory, interface="127.0.0.1")
         return port.getHost().port
+
+    def listen_on(self, kind: str, factory: Any, tmp_path: Any) -> str:
+        """Serve ``factory`` over ``kind`` ("tcp", "unix" or "tls" with a self-signed
+        certificate); return the client endpoint description that reaches it."""
+        if kind == "tcp":
+            return f"tcp:127.0.0.1:{self.listen_tcp(factory)}"
+        if kind == "unix":
+            path = tmp_path / "green.sock"
+            self.call(self.reactor.listenUNIX, str(path), factory)
+            return f"unix:{path}"
+        assert kind == "tls", kind
+        key, cert, ca = make_certificate(tmp_path)
+        endpoint = serverFromString(
+            self.reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        port = self.call(endpoint.listen, factory)
+        return f"tls:localhost:{port.getHost().port}:trustRoots={ca}"
+
+    def stop_reactor(self) -> None:
+        """Ask the reactor to stop, from this greenlet; do not wait."""
+        if self.mode == IN_LOOP:
+            self.reactor.stop()
+        else:
+            self.reactor.callFromThread(self.reactor.stop)
 
     def listen_protocol(self, protocol: type[Protocol], **attrs: Any) -> tuple[Factory, int]:
         factory = Factory.forProtocol(protocol)

@@ -13,7 +13,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import IPullProducer, IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -328,10 +328,22 @@ class Firehose(Protocol):
         pass
 
 
-def test_a_reader_that_stops_pushes_back_on_its_peer(env):
+def bare_factory(protocol, **attrs):
+    factory = Factory.forProtocol(protocol)
+    factory.protocols = []
+    for key, value in attrs.items():
+        setattr(factory, key, value)
+    return factory
+
+
+TRANSPORTS = ["tcp", "unix", "tls"]
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_reader_that_stops_pushes_back_on_its_peer(env, kind, tmp_path):
     total = 64 * 1024 * 1024
-    factory, port = env.listen_protocol(Firehose, total=total)
-    conn = connect(addr(port))
+    factory = bare_factory(Firehose, total=total)
+    conn = connect(env.listen_on(kind, factory, tmp_path), timeout=10)
     assert len(conn.read(1000)) == 1000
     gevent.sleep(2)  # the greenlet does not read for a while
     buffered = conn._buffered
@@ -359,9 +371,23 @@ class Sink(Protocol):
         self.received += len(data)
 
 
-def test_sendall_waits_while_the_peer_does_not_read(env):
-    factory, port = env.listen_protocol(Sink)
-    conn = connect(addr(port))
+class LateSink(Sink):
+    """Reads the first input (over TLS: once the handshake is done), then nothing until resumed."""
+
+    def connectionMade(self):
+        self.received = 0
+        self.factory.protocols.append(self)
+
+    def dataReceived(self, data):
+        if not self.received:
+            self.transport.pauseProducing()
+        self.received += len(data)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_sendall_waits_while_the_peer_does_not_read(env, kind, tmp_path):
+    factory = bare_factory(LateSink)
+    conn = connect(env.listen_on(kind, factory, tmp_path), timeout=10)
     chunk = b"s" * 65536
     sent = []
 

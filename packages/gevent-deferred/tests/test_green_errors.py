@@ -78,8 +78,12 @@ def test_sizes_and_data(conn):
         conn.sendall("text")
     with pytest.raises(ValueError, match=r"shutdown\(how\)"):
         conn.shutdown(socket.SHUT_RD)
-    with pytest.raises(TypeError, match=r"settimeout\(timeout=\.\.\.\)"):
+    with pytest.raises(TypeError, match=r"settimeout\(seconds=\.\.\.\) expects None or a number"):
         conn.settimeout(-1)
+    with pytest.raises(TypeError, match=r"settimeout\(seconds=\.\.\.\).*got 'soon'"):
+        conn.settimeout("soon")
+    with pytest.raises(TypeError, match=r"settimeout\(seconds=\.\.\.\).*got True"):
+        conn.settimeout(True)
     with pytest.raises(ValueError, match=r"makefile\(mode=\.\.\.\)"):
         conn.makefile("x")
     with pytest.raises(ValueError, match=r"buffering=0"):

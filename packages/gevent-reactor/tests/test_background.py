@@ -175,6 +175,35 @@ def test_stop_background_before_the_run_began_fires_startup_and_shutdown(run_pyt
     assert "ended: True running: False ['started', 'shutdown']" in done.stdout, done.stdout
 
 
+def test_exit_before_the_hub_ever_turned_fires_the_triggers(run_python) -> None:
+    # Nothing in the program yields to the hub: the reactor's run has not begun when it ends.
+    script = textwrap.dedent(
+        """
+        import gevent_reactor
+
+        reactor = gevent_reactor.install(background=True)
+        reactor.callWhenRunning(print, "started", flush=True)
+        reactor.addSystemEventTrigger("before", "shutdown", print, "before shutdown", flush=True)
+        reactor.addSystemEventTrigger("after", "shutdown", print, "after shutdown", flush=True)
+        try:
+            reactor.stop()
+        except Exception as exc:
+            print("stop:", type(exc).__name__, flush=True)
+        print("main ends; running:", reactor.running, flush=True)
+        """
+    )
+    done = run_python(["-c", script], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "stop: ReactorNotRunning",  # not running yet: as on any reactor that has not started
+        "main ends; running: False",
+        "started",
+        "before shutdown",
+        "after shutdown",
+    ], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_stop_background_gives_up_after_its_timeout(run_python) -> None:
     script = textwrap.dedent(
         """

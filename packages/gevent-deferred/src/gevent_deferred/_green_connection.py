@@ -17,7 +17,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
-from ._checks import check_timeout
 from ._errors import WaitTimeoutError, hub_error, reactor_context_error
 from ._green_file import make_file
 from ._green_protocol import (
@@ -312,6 +311,21 @@ class GreenConnection:
         self._consumed(len(data))
         return data
 
+    def _unread(self, data: bytes) -> None:
+        # Input a call had taken and does not return (read() timed out): back in front, unread.
+        # Across threads the reactor's half may meanwhile have heard of a larger consumed total;
+        # it hears the right one again at the next report, so the read limit is only loosened
+        # by this much for a while.
+        chunks = self._chunks
+        if self._offset:
+            chunks[0] = chunks[0][self._offset :]
+            self._offset = 0
+        chunks.appendleft(data)
+        self._buffered += len(data)
+        total = self._consumed_total = self._consumed_total - len(data)
+        if self._mailbox is None:
+            self._proto.consumed = total  # type: ignore[union-attr]
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """
         Return up to ``bufsize`` bytes, at least one; ``b""`` once the peer has closed cleanly.
@@ -391,7 +405,9 @@ class GreenConnection:
         Read ``n`` bytes (fewer only at the end of input), or with ``n < 0`` all until the end.
 
         Blocks the current greenlet. Must not be called from the hub. Input received before a
-        lost connection is returned first; the next call raises.
+        lost connection is returned first; the next call raises. When ``settimeout``'s time
+        expires first, ``WaitTimeoutError`` is raised and the input received so far stays
+        unread, for the next call.
         """
         _check_size("read", "n", n, allow_negative=True)
         other = self._begin("read", "_reader")
@@ -414,7 +430,12 @@ class GreenConnection:
                     if pieces:
                         break
                     raise
-                self._block("read", "_read_waiter", deadline)
+                try:
+                    self._block("read", "_read_waiter", deadline)
+                except BaseException:
+                    if pieces:
+                        self._unread(b"".join(pieces))  # a timeout loses no input
+                    raise
             return b"".join(pieces)
         finally:
             self._reader = other
@@ -478,7 +499,9 @@ class GreenConnection:
         Blocks the current greenlet while the transport's write buffer is over its limit (the
         peer reads slowly). Must not be called from the hub. Raises ``OSError(EBADF)`` after
         ``close()``, ``BrokenPipeError`` after ``shutdown(SHUT_WR)`` or the peer's clean close,
-        the reason's exception after a lost connection.
+        the reason's exception after a lost connection. Past ``settimeout``'s time raises
+        ``WaitTimeoutError``; ``data`` had been handed to the transport before the wait, and is
+        sent unless the connection is aborted.
         """
         if data.__class__ is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -609,7 +632,13 @@ class GreenConnection:
 
     def settimeout(self, seconds: float | None) -> None:
         """Limit each later blocking call to ``seconds`` (``None``: no limit). Never blocks."""
-        check_timeout("GreenConnection.settimeout", seconds)
+        if seconds is not None and (
+            seconds.__class__ is bool or not isinstance(seconds, (int, float)) or seconds < 0
+        ):
+            raise TypeError(
+                "GreenConnection.settimeout(seconds=...) expects None or a number of seconds "
+                f">= 0, got {seconds!r:.80}"
+            )
         self._timeout = seconds
 
     def gettimeout(self) -> float | None:

@@ -27,12 +27,23 @@ class GreenConnectionIO(io.RawIOBase):
         return self._writing
 
     def readinto(self, b: WriteableBuffer) -> int:
+        """
+        Receive into ``b`` as ``GreenConnection.recv_into`` does; 0 at the end of input.
+
+        Blocks the current greenlet. Must not be called from the hub.
+        """
         self._checkClosed()
         if not self._reading:
             raise io.UnsupportedOperation("makefile(): this file was opened without 'r'")
         return self._conn.recv_into(b)
 
     def write(self, b: ReadableBuffer) -> int:
+        """
+        Send all of ``b`` as ``GreenConnection.sendall`` does; return its length.
+
+        Blocks the current greenlet while the transport's write buffer is over its limit. Must
+        not be called from the hub.
+        """
         self._checkClosed()
         if not self._writing:
             raise io.UnsupportedOperation("makefile(): this file was opened without 'w'")
