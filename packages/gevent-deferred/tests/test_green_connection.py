@@ -258,12 +258,13 @@ def test_connect_timeout_cancels_the_attempt(env):
 
 
 def test_connect_refused_raises_twisteds_error(env):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    with pytest.raises(ConnectionRefusedError):
-        connect(addr(port), timeout=5)
+    # Bound and not listening, and kept so: the kernel refuses connections to it, and no other
+    # process can take the port meanwhile (a port freed before the connect could be).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):
+            connect(addr(port), timeout=5)
 
 
 # -- greenlets and the reactor ----------------------------------------------------------------
