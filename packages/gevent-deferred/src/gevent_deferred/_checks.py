@@ -47,11 +47,14 @@ def check_reactor(
     )
 
 
-def check_timeout(api: str, timeout: Any) -> None:
-    """Raise ``TypeError`` unless ``timeout`` is None or seconds >= 0. Never blocks."""
+def check_timeout(api: str, timeout: Any, name: str = "timeout") -> None:
+    """Raise ``TypeError`` unless ``timeout`` (``api``'s argument ``name``) is None or seconds >= 0.
+
+    Never blocks.
+    """
     if timeout is None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise TypeError(
-            f"{api}(timeout=...) expects None or a number of seconds >= 0, got {timeout!r:.80}"
+            f"{api}({name}=...) expects None or a number of seconds >= 0, got {timeout!r:.80}"
         )

@@ -17,6 +17,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.python.failure import Failure
 
+from ._checks import check_timeout
 from ._errors import WaitTimeoutError, hub_error, reactor_context_error
 from ._green_file import make_file
 from ._green_protocol import (
@@ -632,13 +633,7 @@ class GreenConnection:
 
     def settimeout(self, seconds: float | None) -> None:
         """Limit each later blocking call to ``seconds`` (``None``: no limit). Never blocks."""
-        if seconds is not None and (
-            seconds.__class__ is bool or not isinstance(seconds, (int, float)) or seconds < 0
-        ):
-            raise TypeError(
-                "GreenConnection.settimeout(seconds=...) expects None or a number of seconds "
-                f">= 0, got {seconds!r:.80}"
-            )
+        check_timeout("GreenConnection.settimeout", seconds, "seconds")
         self._timeout = seconds
 
     def gettimeout(self) -> float | None:
