@@ -107,11 +107,11 @@ class TimedCalls:
         heap = self._heap
         first_new = next(self._sequence)
         while heap and heap[0][0] <= now and heap[0][1] < first_new:
-            when, sequence, call = heappop(heap)
-            # _is_live, inline: this loop and the sweep below are most of a pass under churn.
-            if when != call.time or call.cancelled or call.called:
+            entry = heappop(heap)
+            if not _is_live(entry):
                 self._dead -= 1
                 continue
+            _, sequence, call = entry
             if call.delayed_time > 0.0:
                 # Delayed: back in at its new time, under its own (unique) sequence number.
                 call.activate_delay()
@@ -124,11 +124,7 @@ class TimedCalls:
                 _log_timed_call_failure(call)
 
         if self._dead > 50 and self._dead > len(heap) >> 1:
-            self._heap = [
-                entry
-                for entry in self._heap
-                if entry[0] == entry[2].time and not (entry[2].cancelled or entry[2].called)
-            ]
+            self._heap = [entry for entry in self._heap if _is_live(entry)]
             heapify(self._heap)
             self._dead = 0
 
