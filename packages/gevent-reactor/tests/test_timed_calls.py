@@ -172,3 +172,54 @@ def test_call_later_uses_the_reactors_clock_as_it_is_now(reactor: GeventReactor)
         reactor.seconds = original  # type: ignore[method-assign]
     call.cancel()
     assert reactor.getDelayedCalls() == []
+
+
+def test_a_wake_up_keeps_the_timer_armed_for_an_unchanged_earliest_call(
+    reactor: GeventReactor, run_until
+) -> None:
+    # Calls from threads run in a pass of their own; the earliest timed call is the same after
+    # it, so the loop timer armed for that call stays.
+    import threading
+
+    import gevent
+
+    timer = reactor._timer
+    seen: dict[str, object] = {}
+
+    def from_thread() -> None:
+        # After this pass: from a greenlet, once the pass has armed the timer again.
+        gevent.spawn(lambda: seen.setdefault("after", timer._watcher))
+
+    def observe() -> None:
+        seen["before"] = timer._watcher
+        threading.Thread(target=reactor.callFromThread, args=(from_thread,)).start()
+
+    def start() -> None:
+        seen["call"] = reactor.callLater(60, lambda: None)
+        gevent.spawn_later(0.05, observe)
+
+    reactor.callWhenRunning(start)
+    run_until(reactor, lambda: "after" in seen, timeout=5)
+    assert seen["before"] is not None
+    assert seen["after"] is seen["before"]
+    assert reactor.getDelayedCalls() == [seen["call"]]
+
+
+def test_calls_due_after_one_poll_share_one_zero_delay_timer(
+    reactor: GeventReactor, run_until
+) -> None:
+    # A callLater(0) made by a timed call waits for one poll of the loop; a chain of them
+    # starts the same zero-delay timer again instead of making one each time.
+    timer = reactor._timer
+    watchers: list[object] = []
+
+    def step(n: int) -> None:
+        if n:
+            reactor.callLater(0, step, n - 1)
+            reactor.callLater(0, lambda: watchers.append(timer._zero))
+
+    reactor.callWhenRunning(reactor.callLater, 0, step, 5)
+    run_until(reactor, lambda: len(watchers) == 5, timeout=5)
+    assert watchers[0] is not None
+    assert all(w is watchers[0] for w in watchers)
+    assert timer._zero is None  # closed when the reactor stopped

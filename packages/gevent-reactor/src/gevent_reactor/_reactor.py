@@ -268,8 +268,10 @@ class GeventReactor(PosixReactorBase):
 
     def _run_pending(self) -> None:
         # While this runs, callLater must not arm the loop timer: _rearm does it once at the end
-        # (if the reactor still runs).
-        self._timer.pause()
+        # (if the reactor still runs), keeping what was armed if it still fits.  This greenlet
+        # does not switch to the hub meanwhile (see _reactor_context), so what stays armed
+        # cannot fire.
+        self._timer.hold()
         try:
             self.runUntilCurrent()
         finally:

@@ -1,6 +1,10 @@
 """
 The reactor's thread pool: Twisted's own, on real OS threads even after gevent.monkey.patch_all().
 
+Its workers take their tasks from a C{SimpleQueue} (C code) where Twisted's pool gives them a
+C{queue.Queue}, whose C{put} and C{get} run a Python C{Condition} (a new lock per wait) in both
+threads; otherwise the pool is Twisted's.
+
 Under patch_all, threading.Thread, locks and queues are greenlet-based, so Twisted's ThreadPool would
 run deferToThread work in greenlets of the reactor's own thread: a really blocking call (a C library,
 a DB driver that is not greenlet-aware) would stall the reactor, and stopping the pool would join
@@ -29,7 +33,8 @@ __all__: list[str] = []
 
 
 def _real_thread_team(currentLimit: Callable[[], int], threadFactory: Callable[..., Any]) -> Team:
-    # twisted._threads.pool, with the original (unpatched) queue, lock and local types.
+    # twisted._threads.pool, with SimpleQueue for Queue, and the original (unpatched) queue, lock
+    # and local types.
 
     def startThread(target: Callable[..., object]) -> None:
         return threadFactory(target=target).start()
@@ -80,11 +85,14 @@ class _RealThread:
         return self._done.locked()
 
 
-class _RealThreadPool(ThreadPool):
+class _SimpleQueueThreadPool(ThreadPool):
+    _pool = staticmethod(_real_thread_team)  # type: ignore[assignment]
+
+
+class _RealThreadPool(_SimpleQueueThreadPool):
     # ThreadPool's annotations say threading.Thread; it only uses the part _RealThread provides.
     threadFactory = _RealThread  # type: ignore[assignment]
     currentThread = staticmethod(current_thread)
-    _pool = staticmethod(_real_thread_team)  # type: ignore[assignment]
 
 
 def reactor_thread_pool(minthreads: int, maxthreads: int, name: str) -> ThreadPool:
@@ -93,4 +101,4 @@ def reactor_thread_pool(minthreads: int, maxthreads: int, name: str) -> ThreadPo
     """
     if monkey.is_module_patched("threading"):
         return _RealThreadPool(minthreads, maxthreads, name)
-    return ThreadPool(minthreads, maxthreads, name)
+    return _SimpleQueueThreadPool(minthreads, maxthreads, name)
