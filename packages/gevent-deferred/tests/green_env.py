@@ -16,7 +16,9 @@ import gevent
 import pytest
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
 
 from gevent_deferred import ReactorThread, blockingCallFromGreenlet
 
@@ -177,3 +179,24 @@ def make_certificate(tmp_path: Any) -> tuple[str, str, str]:
     cert_path = tmp_path / "cert.pem"
     cert_path.write_bytes(cert_pem)
     return str(key_path), str(cert_path), str(ca_dir)
+
+
+@implementer(IPullProducer)
+class Firehose(Protocol):
+    """Writes ``factory.total`` bytes as fast as the transport takes them (a pull producer)."""
+
+    def connectionMade(self) -> None:
+        self.produced = 0
+        self.factory.protocols.append(self)
+        self.transport.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self.produced >= self.factory.total:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
+            return
+        self.transport.write(b"f" * 65536)
+        self.produced += 65536
+
+    def stopProducing(self) -> None:
+        pass

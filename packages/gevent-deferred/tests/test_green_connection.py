@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import green_env
-from green_env import make_certificate, wait_until
+from green_env import Firehose, make_certificate, wait_until
 
 from gevent_deferred import (
     GreenConnection,
@@ -306,27 +306,6 @@ def test_second_reader_is_refused(env):
 
 
 # -- back-pressure ------------------------------------------------------------------------------
-
-
-@implementer(IPullProducer)
-class Firehose(Protocol):
-    """Writes ``factory.total`` bytes as fast as the transport takes them."""
-
-    def connectionMade(self):
-        self.produced = 0
-        self.factory.protocols.append(self)
-        self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        if self.produced >= self.factory.total:
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
-            return
-        self.transport.write(b"f" * 65536)
-        self.produced += 65536
-
-    def stopProducing(self):
-        pass
 
 
 def bare_factory(protocol, **attrs):

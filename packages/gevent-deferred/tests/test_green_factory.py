@@ -20,17 +20,15 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
-    IPullProducer,
     IPushProducer,
 )
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import globalLogPublisher
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 sys.path.insert(0, str(Path(__file__).parent))
 import green_env
-from green_env import wait_until
+from green_env import Firehose, wait_until
 
 from gevent_deferred import GreenFactory, ReactorStoppedError, connect, listen
 from gevent_deferred._green_protocol import READ_LIMIT, GreenProtocol
@@ -301,27 +299,6 @@ def test_green_factory_under_twistd(tmp_path):
     assert "GeventReactor" in text, text
     assert "Main loop terminated." in text, text  # a clean shutdown
     assert "Traceback" not in text, text
-
-
-@implementer(IPullProducer)
-class Firehose(Protocol):
-    """A client that writes ``factory.total`` bytes as fast as the transport takes them."""
-
-    def connectionMade(self):
-        self.produced = 0
-        self.factory.protocols.append(self)
-        self.transport.registerProducer(self, False)
-
-    def resumeProducing(self):
-        if self.produced >= self.factory.total:
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
-            return
-        self.transport.write(b"h" * 65536)
-        self.produced += 65536
-
-    def stopProducing(self):
-        pass
 
 
 def test_a_handler_that_stops_reading_pushes_back_on_its_client(env):
