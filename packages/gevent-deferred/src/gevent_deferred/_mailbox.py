@@ -10,10 +10,13 @@ nothing else keeps the waiting hub alive) and an ``async_()`` watcher per wait.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._threads import thread_local
 from ._waker import LoopWaker
+
+if TYPE_CHECKING:
+    from gevent.hub import Hub
 
 _local = thread_local()
 
@@ -23,7 +26,7 @@ class HubMailbox:
 
     __slots__ = ("draining", "hub", "pending", "queue", "referenced", "waker")
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.queue: deque[tuple[Any, Any]] = deque()
         self.pending = 0
@@ -69,7 +72,7 @@ class HubMailbox:
             self._set_ref(False)
 
 
-def mailbox_for(hub: Any) -> HubMailbox:
+def mailbox_for(hub: Hub) -> HubMailbox:
     mailbox = getattr(_local, "mailbox", None)
     if mailbox is None or mailbox.hub is not hub:
         # A thread whose hub was destroyed and re-created gets a new mailbox.

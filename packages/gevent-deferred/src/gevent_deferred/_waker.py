@@ -31,10 +31,13 @@ wake-ups go through a waker, and only these rare single calls through gevent.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._threads import allocate_lock
 from ._watchers import close_watcher
+
+if TYPE_CHECKING:
+    from ._loop_types import AsyncWatcher, Loop, LoopWatcher
 
 __all__ = ["FALLBACK_INTERVAL", "LoopWaker"]
 
@@ -66,7 +69,7 @@ class LoopWaker:
 
     def __init__(
         self,
-        loop: Any,
+        loop: Loop,
         callback: Callable[[], object],
         *,
         ref: bool = True,
@@ -89,9 +92,9 @@ class LoopWaker:
         self._firing = False
         self._lock = allocate_lock()
         # Both watchers start before anyone can wake(): a send to an unstarted watcher is lost.
-        self._async: Any = loop.async_(ref=ref)
+        self._async: AsyncWatcher = loop.async_(ref=ref)
         self._async.start(self._fire)
-        self._timer: Any = None
+        self._timer: LoopWatcher | None = None
         if fallback is not None:
             self._timer = loop.timer(fallback, fallback, ref=False)
             self._timer.start(self._fire)

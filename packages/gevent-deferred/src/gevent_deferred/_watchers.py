@@ -7,12 +7,15 @@ the process, or lost events, so from inside a callback the close waits for a lat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._loop_types import Loop, LoopWatcher
 
 __all__ = ["LaterCloser", "close_watcher"]
 
 
-def close_watcher(watcher: Any, *, later_on: Any = None) -> None:
+def close_watcher(watcher: LoopWatcher, *, later_on: Loop | None = None) -> None:
     """
     Stop ``watcher`` now and close it: at once, or, given its loop as ``later_on``, from a later
     callback of that loop (do that inside any watcher callback of that loop).
@@ -34,11 +37,11 @@ class LaterCloser:
     a reader from its own C{doRead}): one loop callback per batch, not one per watcher.
     """
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self._loop = loop
-        self._closing: list[Any] = []
+        self._closing: list[LoopWatcher] = []
 
-    def close_soon(self, watcher: Any) -> None:
+    def close_soon(self, watcher: LoopWatcher) -> None:
         """Stop ``watcher`` now; close it from a later loop callback. Never blocks. Call it
         from the loop's own thread."""
         watcher.stop()

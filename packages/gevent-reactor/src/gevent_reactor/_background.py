@@ -12,7 +12,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.hub import Hub
@@ -23,6 +23,9 @@ from gevent_deferred._in_loop import installed_reactor
 
 from ._reactor_context import _ReactorContext
 
+if TYPE_CHECKING:
+    from ._reactor import GeventReactor
+
 __all__ = ["install_background", "stop_background"]
 
 #: How long interpreter exit waits for the reactor's shutdown (triggers, closing connections).
@@ -32,7 +35,7 @@ EXIT_TIMEOUT = 10.0
 class BackgroundRun:
     """One reactor run in its own greenlet, and the hook that stops it at interpreter exit."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: GeventReactor) -> None:
         self.reactor = reactor
         self.greenlet: gevent.Greenlet | None = None
         self.thread_ident = threading.get_ident()
@@ -81,10 +84,10 @@ class BackgroundRun:
         return False
 
 
-_runs: weakref.WeakKeyDictionary[Any, BackgroundRun] = weakref.WeakKeyDictionary()
+_runs: weakref.WeakKeyDictionary[GeventReactor, BackgroundRun] = weakref.WeakKeyDictionary()
 
 
-def install_background(hub: Hub | None = None) -> Any:
+def install_background(hub: Hub | None = None) -> GeventReactor:
     """
     Install a ``GeventReactor`` as the global reactor and run it in a greenlet of ``hub``.
 
@@ -127,7 +130,7 @@ def install_background(hub: Hub | None = None) -> Any:
     return reactor
 
 
-def stop_background(reactor: Any, timeout: float = EXIT_TIMEOUT) -> bool:
+def stop_background(reactor: GeventReactor, timeout: float = EXIT_TIMEOUT) -> bool:
     """
     Stop C{reactor}, which C{install(background=True)} runs, and wait for its shutdown (triggers
     fired, connections closed); return True once its run has ended, False if it was still

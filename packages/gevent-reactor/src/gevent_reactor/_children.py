@@ -9,12 +9,15 @@ right after the fork, before the loop can run, always gets the child's status in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import process as twisted_process
 from twisted.logger import Logger
 
 from gevent_deferred._watchers import close_watcher
+
+if TYPE_CHECKING:
+    from gevent_deferred._loop_types import ChildWatcher, Loop
 
 __all__: list[str] = []
 
@@ -29,10 +32,10 @@ class ChildWatchers:
     @param run_in_context: runs a callable in the reactor's own context; called from the hub.
     """
 
-    def __init__(self, loop: Any, run_in_context: Callable[[Callable[[], None]], None]) -> None:
+    def __init__(self, loop: Loop, run_in_context: Callable[[Callable[[], None]], None]) -> None:
         self._loop = loop
         self._run_in_context = run_in_context
-        self._watchers: dict[int, Any] = {}
+        self._watchers: dict[int, ChildWatcher] = {}
 
     def watch(self, process: Any, running: bool) -> None:
         """
@@ -69,12 +72,12 @@ class ChildWatchers:
         self._loop.reset_sigchld()
         self._loop.install_sigchld()
 
-    def _forget(self, pid: int, watcher: Any) -> None:
+    def _forget(self, pid: int, watcher: ChildWatcher) -> None:
         # Also called from the watcher's own callback (_on_exit): closed from a later callback.
         close_watcher(watcher, later_on=self._loop)
         self._watchers.pop(pid, None)
 
-    def _on_exit(self, watcher: Any, process: Any) -> None:
+    def _on_exit(self, watcher: ChildWatcher, process: Any) -> None:
         pid, status = watcher.pid, watcher.rstatus
         self._forget(pid, watcher)
         self._run_in_context(lambda: _ended(process, pid, status))

@@ -1,11 +1,16 @@
-"""The two kinds of object the I/O path handles: Twisted's selectables and gevent's loop watchers."""
+"""The two kinds of object the I/O path handles: Twisted's selectables and gevent's loop watchers.
+
+C{LoopWatcher} lives in gevent-deferred, which uses it too; it is named here as well, so that the
+I/O path finds both kinds in one place.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from twisted.python.failure import Failure
+
+from gevent_deferred._loop_types import LoopWatcher
 
 __all__ = ["LoopWatcher", "Selectable"]
 
@@ -26,15 +31,3 @@ class Selectable(Protocol):
     def doWrite(self) -> object: ...
 
     def connectionLost(self, reason: Failure) -> None: ...
-
-
-class LoopWatcher(Protocol):
-    """A gevent loop I/O watcher (libev's or libuv's C{loop.io(fd, events)})."""
-
-    def start(
-        self, callback: Callable[..., None], *args: object, pass_events: bool = ...
-    ) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def close(self) -> None: ...

@@ -18,7 +18,10 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gevent_deferred._loop_types import Loop, LoopCallback, LoopWatcher
 
 __all__ = ["ArmState", "LoopTimer"]
 
@@ -47,9 +50,9 @@ class LoopTimer:
 
     def __init__(
         self,
-        loop: Any,
+        loop: Loop,
         on_due: Callable[[], None],
-        close_soon: Callable[[Any], None],
+        close_soon: Callable[[LoopWatcher], None],
         seconds: Callable[[], float],
     ) -> None:
         self._loop = loop
@@ -61,11 +64,11 @@ class LoopTimer:
         #: C{+inf} while L{ArmState.IDLE}, the time armed for while L{ArmState.ARMED}.
         self.arm_before = -math.inf
         # At most one of these is set, and only while ARMED (or held: see hold).
-        self._watcher: Any = None  # a loop timer watcher
-        self._soon: Any = None  # a loop callback entry, for a call due now
+        self._watcher: LoopWatcher | None = None
+        self._soon: LoopCallback | None = None  # for a call due now
         # The zero-delay timer, made once while the loop serves the reactor (closed by pause):
         # _watcher is it when armed for a due call after one poll.
-        self._zero: Any = None
+        self._zero: LoopWatcher | None = None
         # What _watcher was armed for before hold(), while held; NaN otherwise (equal to nothing).
         self._held_for = math.nan
 

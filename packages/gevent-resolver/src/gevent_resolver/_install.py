@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gevent_deferred._checks import check_reactor
 
 from ._resolver import GeventResolver
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from twisted.internet.interfaces import IHostnameResolver, IResolverSimple
+
+    from gevent_deferred._reactor_protocol import TwistedReactor
+
+    class PluggableResolverReactor(TwistedReactor, Protocol):
+        # IReactorPluggableNameResolver, which install_gevent_resolver checks for at run time.
+        resolver: IResolverSimple
+
+        def installNameResolver(self, resolver: IHostnameResolver, /) -> IHostnameResolver: ...
+
 
 def install_gevent_resolver(
-    reactor: Any = None, resolver: str | type | None = None, **options: Any
+    reactor: PluggableResolverReactor | None = None,
+    resolver: str | type | None = None,
+    **options: Any,
 ) -> GeventResolver:
     """Make a new ``GeventResolver(reactor, resolver, **options)`` answer every lookup of a reactor.
 
@@ -26,7 +41,7 @@ def install_gevent_resolver(
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
-        reactor = default_reactor
+        reactor = cast("PluggableResolverReactor", default_reactor)
     check_reactor(
         "install_gevent_resolver",
         reactor,

@@ -16,7 +16,7 @@ cancelling it kills the greenlet.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gevent import Greenlet
 from twisted.internet.defer import Deferred
@@ -25,15 +25,20 @@ from gevent_deferred import shared_hub_thread
 from gevent_deferred._in_loop import runs_on_this_hub
 from gevent_deferred._outcomes import call_outcome, fire
 
+if TYPE_CHECKING:
+    from gevent_deferred._reactor_protocol import TwistedReactor
 
-def run_lookup(reactor: Any, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+
+def run_lookup(reactor: TwistedReactor, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """Run ``fn(*args)`` in a greenlet; the Deferred fires in the reactor's thread. Never blocks."""
     if runs_on_this_hub(reactor):
         return _run_in_loop(reactor, fn, args)
     return shared_hub_thread().call(reactor, fn, *args)
 
 
-def _run_in_loop(reactor: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Deferred[Any]:
+def _run_in_loop(
+    reactor: TwistedReactor, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> Deferred[Any]:
     greenlets: list[Greenlet] = []
     # block=False: cancel() is called from the reactor context, which must never switch away.
     deferred: Deferred[Any] = Deferred(canceller=lambda _: greenlets[0].kill(block=False))
@@ -42,7 +47,7 @@ def _run_in_loop(reactor: Any, fn: Callable[..., Any], args: tuple[Any, ...]) ->
 
 
 def _call_and_deliver(
-    reactor: Any, deferred: Deferred[Any], fn: Callable[..., Any], args: tuple[Any, ...]
+    reactor: TwistedReactor, deferred: Deferred[Any], fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> None:
     # Killed by cancel(), the outcome is a failure the Deferred (already cancelled) ignores.
     reactor.callFromThread(fire, deferred, call_outcome(fn, *args))

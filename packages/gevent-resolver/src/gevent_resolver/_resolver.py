@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from socket import AF_INET, AF_INET6, AF_UNSPEC, SOCK_DGRAM
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IHostnameResolver,
     IHostResolution,
     IResolutionReceiver,
@@ -26,6 +27,9 @@ from . import _names
 from ._backends import Backends, resolver_class
 from ._lookups import run_lookup
 from ._resolution import GeventHostResolution
+
+if TYPE_CHECKING:
+    from gevent_deferred._reactor_protocol import TwistedReactor
 
 _ADDRESS_TYPES: dict[int, type[IPv4Address] | type[IPv6Address]] = {
     AF_INET: IPv4Address,
@@ -62,14 +66,17 @@ class GeventResolver:
     _log = Logger()
 
     def __init__(
-        self, reactor: Any = None, resolver: str | type | None = None, **options: Any
+        self,
+        reactor: TwistedReactor | None = None,
+        resolver: str | type | None = None,
+        **options: Any,
     ) -> None:
         if reactor is None:
             # The documented default, imported only now so that importing this module never
             # installs a reactor.
             from twisted.internet import reactor as default_reactor
 
-            reactor = default_reactor
+            reactor = cast("TwistedReactor", default_reactor)
         check_reactor("GeventResolver", reactor, "callLater", "callFromThread")
         self._reactor = reactor
         self._resolver_name = resolver
@@ -117,7 +124,7 @@ class GeventResolver:
         lookup.cancel()
 
     @staticmethod
-    def _host_found(outcome: Any, result: Deferred[str], timer: Any, name: str) -> None:
+    def _host_found(outcome: Any, result: Deferred[str], timer: IDelayedCall, name: str) -> None:
         if timer.active():
             timer.cancel()
         if result.called:

@@ -45,6 +45,8 @@ class _BlockingCallGuard:
     greenlet when it is the helper hub thread (cross-thread).
     """
 
+    # Any, not TwistedReactor: the guard sets and deletes callFromThread on the instance, which
+    # the Protocol's read-only member forbids.
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.had_own = "callFromThread" in vars(reactor)
@@ -109,13 +111,15 @@ class _Installation:
     # How often the "before shutdown" trigger looks whether the pool has gone quiet.
     DRAIN_POLL = 0.005
 
+    # Any, not TwistedReactor: ReactorBase's own bookkeeping (threadpool, its trigger IDs,
+    # _stopThreadPool, installNameResolver) is read and set, and an attribute of ours is added.
     def __init__(self, reactor: Any, pool: GeventThreadPool, shutdown_timeout: float | None):
         self.reactor = reactor
         self.pool = pool
         self.shutdown_timeout = shutdown_timeout
         self.guard = _BlockingCallGuard(reactor)
         self.resolver_replaced = False
-        self.drain_trigger: Any = None
+        self.drain_trigger: Any = None  # a trigger ID, opaque (IReactorCore names it Any too)
 
     def install(self) -> None:
         reactor = self.reactor

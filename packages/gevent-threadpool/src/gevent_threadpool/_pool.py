@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gevent.exceptions import BlockingSwitchOutError
 from gevent.hub import Hub
@@ -19,6 +19,11 @@ from gevent_deferred._threads import allocate_lock, hub_if_exists
 from ._cross_thread_event import CrossThreadEvent
 from ._engine import Engine, PoolKilledError, Worker
 from ._placement import choose_placement
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from gevent_deferred._reactor_protocol import TwistedReactor
 
 __all__ = ["GeventThreadPool", "PoolKilledError"]
 
@@ -72,7 +77,7 @@ class GeventThreadPool:
         name: str | None = None,
         *,
         hub: Hub | HubThread | None = None,
-        reactor: Any = None,
+        reactor: TwistedReactor | None = None,
     ) -> None:
         """Create a stopped pool. Never blocks. Callable from any thread."""
         _check_size("minthreads", minthreads)
@@ -232,7 +237,7 @@ class GeventThreadPool:
             engine.kill_requested = True
         engine.poke()
 
-    def when_stopped(self, reactor: Any) -> Any:
+    def when_stopped(self, reactor: TwistedReactor) -> Deferred[None]:
         """
         A Deferred that fires with None in the reactor's thread (through
         ``reactor.callFromThread``) once the pool was stopped and all its workers have ended.
