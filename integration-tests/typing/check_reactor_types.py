@@ -12,6 +12,8 @@ from twisted.internet.selectreactor import SelectReactor
 from gevent_deferred import GreenFactory, ReactorThread, waitForDeferred
 from gevent_deferred._reactor_protocol import TwistedReactor
 from gevent_reactor import GeventReactor
+from gevent_resolver import GeventResolver, install_gevent_resolver
+from gevent_threadpool import GeventThreadPool
 
 
 def reactors_are_accepted(d: Deferred[int]) -> int:
@@ -19,6 +21,10 @@ def reactors_are_accepted(d: Deferred[int]) -> int:
     ReactorThread(SelectReactor())
     GreenFactory(print, reactor=GeventReactor())
     GreenFactory(print, reactor=EPollReactor())
+    GeventResolver(EPollReactor())
+    install_gevent_resolver(SelectReactor())
+    install_gevent_resolver(GeventReactor())
+    GeventThreadPool(reactor=GeventReactor()).when_stopped(EPollReactor())
     return waitForDeferred(d, reactor=GeventReactor())
 
 
