@@ -15,26 +15,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_suite_completes_with_correct_bytes(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_script(script: str, *args: object) -> None:
+    """Run a script of benchmarks/ in a child process; it must exit 0 within 90 s."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--rounds",
-            "1",
-            "--scenarios",
-            "rr10,calllater",
-            "--json",
-            str(out),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_quick_suite_completes_with_correct_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    run_script("run.py", "--quick", "--rounds", "1", "--scenarios", "rr10,calllater", "--json", out)
     report = json.loads(out.read_text())
     assert report["failures"] == []
     results = report["results"]
@@ -53,22 +48,7 @@ def test_green_connections_quick_run_completes(tmp_path: Path) -> None:
     # writing a stream, each in a fresh process against a plain-socket peer. One subject keeps
     # it to about ten seconds; the tests in packages/gevent-deferred cover the other situation.
     out = tmp_path / "green.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_green.py"),
-            "--quick",
-            "--subjects",
-            "green",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_script("bench_green.py", "--quick", "--subjects", "green", "--json", out)
     report = json.loads(out.read_text())
     assert len(report["rounds"]) == 1
     for scenario in ("rr-server", "rr-client", "stream-server", "stream-client"):

@@ -14,9 +14,10 @@ from typing import Any
 
 import gevent
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPullProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
@@ -200,3 +201,14 @@ class Firehose(Protocol):
 
     def stopProducing(self) -> None:
         pass
+
+
+@implementer(IStreamClientEndpoint)
+class NeverConnects:
+    """An endpoint whose attempt never completes (a fake of a slow network); records cancels."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[bool] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return Deferred(lambda d: self.cancelled.append(True))

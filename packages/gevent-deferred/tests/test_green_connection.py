@@ -10,15 +10,14 @@ from pathlib import Path
 
 import gevent
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import IPullProducer, IStreamClientEndpoint
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import green_env
-from green_env import Firehose, make_certificate, wait_until
+from green_env import Firehose, NeverConnects, make_certificate, wait_until
 
 from gevent_deferred import (
     GreenConnection,
@@ -237,17 +236,6 @@ def test_settimeout_limits_each_blocking_call(env):
     assert conn.readline() == b"still usable\n"
     conn.settimeout(None)
     conn.close()
-
-
-@implementer(IStreamClientEndpoint)
-class NeverConnects:
-    """An endpoint whose attempt never completes (a fake of a slow network); records cancels."""
-
-    def __init__(self):
-        self.cancelled = []
-
-    def connect(self, factory):
-        return Deferred(lambda d: self.cancelled.append(True))
 
 
 def test_connect_timeout_cancels_the_attempt(env):

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import green_env
-from green_env import wait_until
+from green_env import NeverConnects, wait_until
 
 from gevent_deferred import ReactorStoppedError, WaitTimeoutError, connect
 from gevent_deferred._green_protocol import _live
@@ -146,17 +146,6 @@ def test_close_times_out_then_aborts(env):
     wait_until(lambda: server.lost is not None)
     assert server.lost.check(ConnectionLost)  # aborted, not a clean close
     wait_until(lambda: conn.reason is not None)
-
-
-@implementer(IStreamClientEndpoint)
-class NeverConnects:
-    """An endpoint whose attempt never completes (a fake of a slow network); records cancels."""
-
-    def __init__(self):
-        self.cancelled = []
-
-    def connect(self, factory):
-        return Deferred(lambda d: self.cancelled.append(True))
 
 
 @implementer(IStreamClientEndpoint)
